@@ -1,0 +1,5 @@
+import sys
+
+from drlcli.cli import main
+
+sys.exit(main())

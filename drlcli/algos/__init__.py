@@ -1,0 +1,1 @@
+"""One module per algorithm family; drlcli.registry maps config names to them."""

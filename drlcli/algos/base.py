@@ -1,0 +1,93 @@
+"""The thin interface every algorithm implements, and shared on-policy plumbing."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from drlcli.buffers import RolloutBuffer
+from drlcli.envs import VecEnv
+
+
+@dataclass
+class EnvInfo:
+    observation_space: gym.Space
+    action_space: gym.Space
+    num_envs: int
+
+
+class Algorithm(ABC):
+    """The runner calls ``collect`` (advance the env, store experience) then ``update``
+    (learn from it) until the step budget is spent; ``predict`` serves evaluation."""
+
+    def __init__(self, cfg: Any, env_info: EnvInfo, device: torch.device):
+        self.cfg = cfg
+        self.env_info = env_info
+        self.device = device
+
+    @abstractmethod
+    def collect(self, env: VecEnv) -> None: ...
+
+    @abstractmethod
+    def update(self, progress: float) -> dict[str, float]:
+        """One learning phase; ``progress`` in [0, 1] is the fraction of the step budget used."""
+
+    @abstractmethod
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray: ...
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def check_finite(self) -> str | None:
+        """Name of the first parameter holding NaN/inf, or None."""
+        for module_name, module in self.modules().items():
+            for pname, p in module.named_parameters():
+                if not torch.isfinite(p).all():
+                    return f"{module_name}.{pname}"
+        return None
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {}
+
+
+def to_env_actions(actions: torch.Tensor, continuous: bool) -> np.ndarray:
+    out = actions.detach().cpu().numpy()
+    return out.astype(np.float32) if continuous else out.astype(np.int64)
+
+
+def collect_rollout(policy: Any, env: VecEnv, buf: RolloutBuffer, obs: np.ndarray) -> np.ndarray:
+    """Fill ``buf`` with ``buf.num_steps`` vector steps of ``policy`` (an ActorCritic) starting
+    from ``obs``; returns the observation to start the next rollout from."""
+    device = buf.obs.device
+    head = policy.head
+    continuous = policy.continuous
+    buf.final_values.zero_()
+    with torch.inference_mode():
+        for t in range(buf.num_steps):
+            obs_t = torch.as_tensor(obs, device=device)
+            params, value = policy.dist_and_value(obs_t)
+            action = head.sample(params)
+            buf.obs[t] = obs_t
+            buf.actions[t] = action
+            buf.logprobs[t] = head.log_prob(params, action)
+            buf.values[t] = value
+            result = env.step(to_env_actions(action, continuous))
+            buf.rewards[t] = torch.as_tensor(result.reward, device=device)
+            buf.terminated[t] = torch.as_tensor(result.terminated, device=device)
+            buf.dones[t] = torch.as_tensor(result.terminated | result.truncated, device=device)
+            trunc = np.flatnonzero(result.truncated & ~result.terminated)
+            if trunc.size:
+                # Time-limit truncation is not a terminal state: bootstrap from V(final_obs).
+                final = torch.as_tensor(result.final_obs[trunc], device=device)
+                buf.final_values[t, torch.as_tensor(trunc, device=device)] = policy.value(final)
+            obs = result.obs
+        buf.finish(policy.value(torch.as_tensor(obs, device=device)))
+    return obs

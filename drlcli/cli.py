@@ -1,0 +1,296 @@
+"""`drl` entry point: picks the subcommand and hands the rest to Hydra (for `train`)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from drlcli.errors import DrlError, did_you_mean
+
+GROUPS = ("algo", "env", "hardware")
+# Hydra flags that consume the next argument.
+_VALUE_FLAGS = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
+
+USAGE = """\
+usage: drl <command> [args]
+
+Config-driven deep reinforcement learning.
+
+commands:
+  train [overrides...]   train an agent; arguments are Hydra overrides and flags
+                         (drl train algo=ppo env=cartpole seed=3, -m for sweeps)
+  list                   the available algorithms, environments and hardware profiles
+
+Run `drl train --help` for the overrides, `drl list` for the choices.
+"""
+
+TRAIN_HELP = """\
+usage: drl train [key=value ...] [-m] [--cfg job] [--hydra-help]
+
+Compose conf/config.yaml with one option from each config group and train.
+
+examples:
+  drl train                                   # PPO on CartPole-v1 (the defaults)
+  drl train algo=ppo env=pendulum total_timesteps=200000
+  drl train env=cartpole algo.learning_rate=3e-4 env.num_envs=16 seed=7
+  drl train -m seed=1,2,3                     # multirun: one job per seed
+  drl train --cfg job                         # print the composed config and exit
+  drl train eval.early_stop=true              # stop once env.solved_return is reached
+
+config groups (pick one with group=option):
+{groups}
+run settings: seed, total_timesteps, eval.every, eval.episodes, eval.deterministic,
+  eval.early_stop, eval.target_return, checkpoint.every, checkpoint.keep_last,
+  log.tensorboard, log.every, log.progress (auto|rich|plain|none)
+
+Runs land in outputs/runs/<date>/<time>_<algo>_<env>_s<seed>/ (multirun: outputs/multirun/...),
+each with config.yaml, command.txt, TensorBoard events and checkpoints/.
+Hydra's own flags: drl train --hydra-help
+"""
+
+
+def config_dir() -> Path:
+    """The shipped configs: drlcli/conf in a wheel, ../conf in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise DrlError(f"drlcli's configs are missing (looked in {here / 'conf'} and ../conf).")
+
+
+def describe_options(group: str) -> list[tuple[str, str]]:
+    """(option, one-line description) for each YAML in a config group."""
+    out = []
+    for path in sorted((config_dir() / group).glob("*.yaml")):
+        first = path.read_text().splitlines()[0] if path.stat().st_size else ""
+        desc = first.lstrip("# ").strip() if first.startswith("#") else ""
+        out.append((path.stem, desc))
+    return out
+
+
+def group_options(group: str) -> list[str]:
+    return [name for name, _ in describe_options(group)]
+
+
+def cmd_list(argv: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for group in GROUPS:
+        table = Table(title=f"{group}  ({group}=<name>)", title_justify="left", show_header=False)
+        table.add_column(style="bold cyan")
+        table.add_column()
+        for name, desc in describe_options(group):
+            table.add_row(name, desc)
+        console.print(table)
+    tuned = group_options("tuned")
+    if tuned:
+        console.print("tuned settings applied automatically: " + ", ".join(tuned))
+    return 0
+
+
+# --- override pre-validation ------------------------------------------------------------------
+def split_train_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(overrides, flags) from the arguments after `train`."""
+    overrides, flags = [], []
+    it = iter(argv)
+    for arg in it:
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in _VALUE_FLAGS:
+                nxt = next(it, None)
+                if nxt is not None:
+                    flags.append(nxt)
+        else:
+            overrides.append(arg)
+    return overrides, flags
+
+
+def _compose(overrides: list[str]) -> Any:
+    from hydra import compose, initialize_config_dir
+
+    from drlcli.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def _exception_text(exc: BaseException) -> str:
+    parts = []
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        msg = str(e).split("\n    full_key")[0].strip()
+        msg = "\n".join(
+            ln for ln in msg.splitlines() if not ln.startswith(("\tprovider", "Config search"))
+        )
+        if msg and msg not in parts:
+            parts.append(msg)
+        e = e.__cause__ or e.__context__
+    return " ".join(" ".join(p.split()) for p in parts)
+
+
+def check_overrides(overrides: list[str], multirun: bool) -> Any:
+    """Catch unknown groups/options/keys and bad values before Hydra creates any run dir;
+    returns the composed config of the first job (or None when it cannot be composed alone)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+    from omegaconf import DictConfig, OmegaConf
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as exc:
+        raise DrlError(f"Could not parse the overrides: {' '.join(str(exc).split())}") from exc
+
+    first_choice: list[str] = []
+    plain: list[Any] = []
+    for o in parsed:
+        key = o.key_or_group
+        if key.startswith("hydra") or o.is_delete() or o.is_add() or o.is_force_add():
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
+        if key in GROUPS or key == "tuned":
+            options = group_options(key)
+            for v in values if values is not None else [o.get_value_element_as_str()]:
+                if v not in options:
+                    raise DrlError(
+                        f"Unknown {key} '{v}'.{did_you_mean(v, options)} Valid choices for "
+                        f"{key}: {', '.join(options)}. `drl list` describes each."
+                    )
+            first_choice.append(f"{key}={values[0] if values else o.get_value_element_as_str()}")
+        else:
+            plain.append(o)
+
+    cfg = _compose(first_choice)
+    for o in plain:
+        key = o.key_or_group
+        node: Any = cfg
+        walked: list[str] = []
+        for part in key.split("."):
+            if not isinstance(node, DictConfig):
+                break
+            if OmegaConf.get_type(node) is dict:  # free-form dicts (env.kwargs) take any key
+                break
+            if part not in node:
+                where = ".".join(walked) or "the top level"
+                valid = [str(k) for k in node]
+                raise DrlError(
+                    f"Unknown config key '{key}': '{part}' is not a setting of {where}."
+                    f"{did_you_mean(part, valid)} Valid keys there: {', '.join(valid)}. "
+                    "(Use `drl train --cfg job` to print the whole composed config.)"
+                )
+            walked.append(part)
+            node = node[part]
+
+    if multirun or any(o.is_sweep_override() for o in parsed):
+        return None
+    try:
+        return _compose(overrides)
+    except Exception as exc:  # Hydra/OmegaConf validation: type errors, missing values...
+        raise DrlError(f"Invalid override: {_exception_text(exc)}") from exc
+
+
+def preflight(cfg: Any) -> None:
+    """Semantic checks on a composed single-run config: sizes, env id, algo/env fit."""
+    from drlcli.config import to_train_config
+    from drlcli.envs import check_env_id
+    from drlcli.hardware import resolve_device
+    from drlcli.runner import validate
+
+    tc = to_train_config(cfg)
+    validate(tc)
+    check_env_id(tc.env.id)
+    resolve_device(tc.hardware.device)
+    if tc.algo.name == "ppo":
+        from drlcli.algos.ppo import validate_ppo
+
+        validate_ppo(tc.algo, tc.env.num_envs)
+
+
+# --- train ------------------------------------------------------------------------------------
+def _task(cfg: Any) -> float:
+    """The Hydra task: typed config in, objective (final mean eval return) out."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from drlcli.config import to_train_config
+    from drlcli.runner import train
+
+    tc = to_train_config(cfg)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    command = "drl train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        result = train(tc, run_dir, command)
+    except DrlError as exc:
+        print(f"drl: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return result.eval_mean_return
+
+
+def cmd_train(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        groups = "\n".join(f"  {g:<9} {', '.join(group_options(g))}" for g in GROUPS)
+        print(TRAIN_HELP.format(groups=groups))
+        return 0
+    overrides, flags = split_train_args(argv)
+    multirun = "-m" in flags or "--multirun" in flags
+    informational = any(f in flags for f in ("--cfg", "-c", "--info", "-i", "--hydra-help"))
+    if not informational:
+        composed = check_overrides(overrides, multirun)
+        if composed is not None:
+            preflight(composed)
+
+    import hydra
+
+    from drlcli.config import register_configs
+
+    register_configs()
+    app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)
+    old_argv = sys.argv
+    sys.argv = ["drl-train", *argv]
+    try:
+        app()
+    finally:
+        sys.argv = old_argv
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    commands = {"train": cmd_train, "list": cmd_list}
+    if command not in commands:
+        print(
+            f"drl: error: unknown command '{command}'.{did_you_mean(command, commands)} "
+            f"Valid commands: {', '.join(commands)}.\n\n{USAGE}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return commands[command](rest)
+    except DrlError as exc:
+        print(f"drl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

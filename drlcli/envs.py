@@ -1,0 +1,322 @@
+"""Vector envs: gymnasium construction, autoreset handling, episode statistics, normalization.
+
+Everything env-specific that an algorithm should not care about happens in ``VecEnv.step``:
+
+* gymnasium's vector env runs in ``SAME_STEP`` autoreset mode, so the observation returned for
+  a finished env is already the first one of its next episode and the true last observation is
+  handed back separately as ``final_obs`` (needed to bootstrap the value on truncation);
+* ``terminated`` and ``truncated`` stay separate arrays;
+* episode returns and lengths are counted from the raw rewards, before any normalization;
+* observation / reward normalization statistics live here, so they are saved with checkpoints
+  and used frozen by the evaluation env.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from drlcli.config import EnvConfig
+from drlcli.errors import DrlError, did_you_mean
+
+# Install hints for ids that live in optional gymnasium extras.
+EXTRAS = {
+    "LunarLander": "box2d",
+    "BipedalWalker": "box2d",
+    "CarRacing": "box2d",
+    "HalfCheetah": "mujoco",
+    "Hopper": "mujoco",
+    "Walker2d": "mujoco",
+    "Ant": "mujoco",
+    "Humanoid": "mujoco",
+    "ALE/": "atari",
+}
+
+
+class MaskVelocity(gym.ObservationWrapper):
+    """Zero the given observation indices (e.g. CartPole's velocities) to make an env partially
+    observable."""
+
+    def __init__(self, env: gym.Env, indices: list[int]):
+        super().__init__(env)
+        self._indices = list(indices)
+
+    def observation(self, observation: Any) -> Any:
+        observation = np.array(observation, copy=True)
+        observation[..., self._indices] = 0.0
+        return observation
+
+
+# drlcli's own per-env wrappers; other names are looked up in gymnasium.wrappers.
+WRAPPERS: dict[str, type] = {"MaskVelocity": MaskVelocity}
+
+
+def _suggest_extra(env_id: str) -> str:
+    for prefix, extra in EXTRAS.items():
+        if env_id.startswith(prefix):
+            return extra
+    return ""
+
+
+def check_env_id(env_id: str) -> None:
+    """Fail with a clear message when ``env_id`` is not a registered gymnasium id."""
+    if env_id in gym.registry:
+        return
+    extra = _suggest_extra(env_id)
+    hint = f" It is provided by an optional extra: pip install 'drlcli[{extra}]'." if extra else ""
+    raise DrlError(
+        f"Unknown environment id '{env_id}': gymnasium has no env registered under that name."
+        f"{did_you_mean(env_id, gym.registry.keys())}{hint} Any id listed by "
+        "`python -c 'import gymnasium; gymnasium.pprint_registry()'` works with env=gym env.id=..."
+    )
+
+
+def make_single_env(cfg: EnvConfig) -> gym.Env:
+    """One gymnasium env with the config's kwargs and wrappers."""
+    check_env_id(cfg.id)
+    kwargs = dict(cfg.kwargs)
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    try:
+        env = gym.make(cfg.id, **kwargs)
+    except gym.error.DependencyNotInstalled as exc:
+        extra = _suggest_extra(cfg.id) or "the package named below"
+        raise DrlError(
+            f"Environment '{cfg.id}' needs an optional dependency that is not installed: "
+            f"pip install 'drlcli[{extra}]'. ({exc})"
+        ) from exc
+    except TypeError as exc:
+        raise DrlError(f"Bad env.kwargs for '{cfg.id}': {exc}") from exc
+    for spec in cfg.wrappers:
+        wrapper_cls = WRAPPERS.get(spec.name) or getattr(gym.wrappers, spec.name, None)
+        if wrapper_cls is None:
+            choices = sorted(WRAPPERS) + [n for n in dir(gym.wrappers) if n[0].isupper()]
+            raise DrlError(
+                f"Unknown wrapper '{spec.name}' in env.wrappers.{did_you_mean(spec.name, choices)}"
+                f" Valid wrappers: {', '.join(choices)}."
+            )
+        env = wrapper_cls(env, **dict(spec.kwargs))
+    return env
+
+
+class RunningMeanStd:
+    """Running mean and variance (Chan et al. parallel update), float64 for stability."""
+
+    def __init__(self, shape: tuple[int, ...] = ()):
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+        self.count = 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        batch_mean = x.mean(axis=0)
+        batch_var = x.var(axis=0)
+        batch_count = x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        m2 = (
+            self.var * self.count
+            + batch_var * batch_count
+            + delta**2 * self.count * batch_count / total
+        )
+        self.var = m2 / total
+        self.count = total
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.tolist(), "var": self.var.tolist(), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean = np.asarray(state["mean"], dtype=np.float64).reshape(self.mean.shape)
+        self.var = np.asarray(state["var"], dtype=np.float64).reshape(self.var.shape)
+        self.count = float(state["count"])
+
+
+@dataclass
+class Episode:
+    """A finished episode: undiscounted raw return, length and the global env step it ended at."""
+
+    ret: float
+    length: int
+    step: int
+
+
+@dataclass
+class StepResult:
+    obs: np.ndarray  # (num_envs, *obs_shape) next observations (reset obs where an episode ended)
+    reward: np.ndarray  # (num_envs,) float32, normalized if reward normalization is on
+    terminated: np.ndarray  # (num_envs,) bool: MDP terminal state, no bootstrap
+    truncated: np.ndarray  # (num_envs,) bool: time limit etc., bootstrap from final_obs
+    final_obs: np.ndarray  # (num_envs, *obs_shape): true last obs where done, else == obs
+
+
+class VecEnv:
+    """A gymnasium vector env plus drlcli's bookkeeping. Observations come out as float32."""
+
+    def __init__(
+        self,
+        cfg: EnvConfig,
+        num_envs: int,
+        seed: int,
+        vectorization: str = "sync",
+        gamma: float = 0.99,
+        training: bool = True,
+    ):
+        if num_envs < 1:
+            raise DrlError(f"env.num_envs must be at least 1, got {num_envs}.")
+        if vectorization not in ("sync", "async"):
+            raise DrlError(
+                f"hardware.vectorization must be 'sync' or 'async', got '{vectorization}'."
+            )
+        self.cfg = cfg
+        self.num_envs = num_envs
+        self.seed = seed
+        self.training = training
+        self.gamma = gamma
+        fns = [lambda: make_single_env(cfg) for _ in range(num_envs)]
+        # Build one env up front so id / kwargs / wrapper errors surface here, in this process.
+        probe = make_single_env(cfg)
+        self.single_observation_space = probe.observation_space
+        self.single_action_space = probe.action_space
+        probe.close()
+        vec_cls = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
+        self.env = vec_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        obs_shape = self.single_observation_space.shape or ()
+        self.obs_shape: tuple[int, ...] = tuple(obs_shape)
+        self.obs_rms = RunningMeanStd(self.obs_shape)
+        self.ret_rms = RunningMeanStd(())
+        self._disc_return = np.zeros(num_envs, dtype=np.float64)
+        self._ep_return = np.zeros(num_envs, dtype=np.float64)
+        self._ep_length = np.zeros(num_envs, dtype=np.int64)
+        self.global_step = 0  # env steps taken, summed over all envs
+        self.episodes: list[Episode] = []  # finished since the last drain_episodes()
+        space = self.single_action_space
+        self._is_box = isinstance(space, gym.spaces.Box)
+        if isinstance(space, gym.spaces.Box):
+            self._low, self._high = space.low, space.high
+        self._obs: np.ndarray | None = None
+
+    # --- observation normalization -----------------------------------------------------
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
+        if not self.cfg.normalize_obs:
+            return obs
+        out = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+        return np.clip(out, -self.cfg.clip_obs, self.cfg.clip_obs).astype(np.float32)
+
+    def _process_obs(self, raw: np.ndarray, update: bool) -> np.ndarray:
+        raw = np.asarray(raw, dtype=np.float32)
+        if self.cfg.normalize_obs and update and self.training:
+            self.obs_rms.update(raw)
+        return self.normalize_obs(raw)
+
+    # --- gymnasium API ---------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        obs, _ = self.env.reset(seed=self.seed if seed is None else seed)
+        self._ep_return[:] = 0
+        self._ep_length[:] = 0
+        self._disc_return[:] = 0
+        self._obs = self._process_obs(obs, update=True)
+        return self._obs
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        if self._is_box:
+            actions = np.clip(actions, self._low, self._high)
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        reward = np.asarray(reward, dtype=np.float64)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        done = terminated | truncated
+        self.global_step += self.num_envs
+        self._ep_return += reward
+        self._ep_length += 1
+
+        raw_final = obs
+        if done.any():
+            raw_final = np.array(obs, dtype=np.float32, copy=True)
+            for i in np.flatnonzero(done):
+                raw_final[i] = info["final_obs"][i]
+                self.episodes.append(
+                    Episode(float(self._ep_return[i]), int(self._ep_length[i]), self.global_step)
+                )
+            self._ep_return[done] = 0
+            self._ep_length[done] = 0
+
+        if self.cfg.normalize_reward and self.training:
+            # Scale by the std of the discounted return (as in OpenAI baselines' VecNormalize).
+            self._disc_return = self._disc_return * self.gamma + reward
+            self.ret_rms.update(self._disc_return)
+            reward = np.clip(
+                reward / np.sqrt(self.ret_rms.var + 1e-8),
+                -self.cfg.clip_reward,
+                self.cfg.clip_reward,
+            )
+            self._disc_return[done] = 0
+
+        next_obs = self._process_obs(obs, update=True)
+        final_obs = (
+            next_obs if raw_final is obs else self.normalize_obs(raw_final.astype(np.float32))
+        )
+        self._obs = next_obs
+        return StepResult(next_obs, reward.astype(np.float32), terminated, truncated, final_obs)
+
+    def drain_episodes(self) -> list[Episode]:
+        eps, self.episodes = self.episodes, []
+        return eps
+
+    def close(self) -> None:
+        self.env.close()
+
+    # --- checkpointing ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "obs_rms": self.obs_rms.state_dict(),
+            "ret_rms": self.ret_rms.state_dict(),
+            "global_step": self.global_step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.obs_rms.load_state_dict(state["obs_rms"])
+        self.ret_rms.load_state_dict(state["ret_rms"])
+        self.global_step = int(state["global_step"])
+
+    def sync_normalization_from(self, other: VecEnv) -> None:
+        """Copy (freeze) another env's observation statistics, e.g. training -> eval."""
+        self.obs_rms.load_state_dict(other.obs_rms.state_dict())
+
+
+def eval_env_config(cfg: EnvConfig) -> EnvConfig:
+    """The eval env: same env and observation preprocessing, raw rewards."""
+    return dataclasses.replace(cfg, normalize_reward=False)
+
+
+def evaluate(
+    policy: Any,
+    env: VecEnv,
+    episodes: int,
+    deterministic: bool,
+    seed: int,
+) -> list[float]:
+    """Run exactly ``episodes`` episodes (the first one of each of ``env.num_envs`` envs, in as
+    many passes as needed) and return their raw returns. ``policy.predict(obs, deterministic)``
+    maps a float32 batch of observations to actions."""
+    returns: list[float] = []
+    pass_idx = 0
+    while len(returns) < episodes:
+        want = min(env.num_envs, episodes - len(returns))
+        obs = env.reset(seed=seed + 1000 * pass_idx)
+        env.drain_episodes()
+        finished = np.zeros(env.num_envs, dtype=bool)
+        ep_returns = np.zeros(env.num_envs)
+        while not finished[:want].all():
+            result = env.step(policy.predict(obs, deterministic))
+            obs = result.obs
+            ep_returns += np.where(finished, 0.0, result.reward)  # raw: eval never normalizes
+            finished |= result.terminated | result.truncated
+        env.drain_episodes()
+        returns.extend(float(r) for r in ep_returns[:want])
+        pass_idx += 1
+    return returns

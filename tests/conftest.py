@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def drl_executable() -> str:
+    """The installed console script, next to the interpreter running the tests."""
+    exe = Path(sys.executable).with_name("drl")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("drl")
+    assert found, "the `drl` console script is not installed (run `make test`)"
+    return found
+
+
+@pytest.fixture
+def drl() -> str:
+    return drl_executable()
+
+
+@pytest.fixture
+def clean_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env

@@ -1,0 +1,87 @@
+"""Config composition for every option, and each bad input's message (nothing written)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from drlcli import cli
+from drlcli.config import TrainConfig
+from drlcli.errors import DrlError
+
+ALGOS = cli.group_options("algo")
+ENVS = cli.group_options("env")
+HARDWARE = cli.group_options("hardware")
+
+
+def test_groups_have_the_documented_options():
+    assert {"ppo"} <= set(ALGOS)
+    assert {"cartpole", "acrobot", "pendulum"} <= set(ENVS)
+    assert {"cpu", "cuda"} <= set(HARDWARE)
+
+
+def test_defaults():
+    cfg = OmegaConf.to_object(cli._compose([]))
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.algo.name == "ppo" and cfg.env.id == "CartPole-v1" and cfg.hardware.device == "cpu"
+    # The tuned PPO x CartPole set (RL Zoo) is applied automatically.
+    assert (cfg.algo.num_steps, cfg.algo.update_epochs, cfg.algo.gamma) == (32, 20, 0.98)
+
+
+@pytest.mark.parametrize("algo,env,hw", list(itertools.product(ALGOS, ENVS, HARDWARE)))
+def test_every_combination_composes_or_fails_clearly(algo, env, hw):
+    overrides = [f"algo={algo}", f"env={env}", f"hardware={hw}"]
+    composed = cli.check_overrides(overrides, multirun=False)
+    assert composed.env.id
+    if hw == "cuda" and not torch.cuda.is_available():
+        with pytest.raises(DrlError, match=r"CUDA is not available.*hardware=cpu"):
+            cli.preflight(composed)
+    else:
+        cli.preflight(composed)
+
+
+def test_user_overrides_beat_tuned_settings():
+    cfg = cli._compose(["algo.num_steps=64", "env.num_envs=2"])
+    assert cfg.algo.num_steps == 64 and cfg.env.num_envs == 2
+
+
+BAD_INPUTS = [
+    (["algo.clip_cof=0.1"], r"Unknown config key 'algo.clip_cof'.*Did you mean 'clip_coef'"),
+    (["total_timestep=10"], r"Unknown config key 'total_timestep'.*Did you mean 'total_timesteps'"),
+    (["algo.learning_rate=abc"], r"Invalid override.*'abc'.*could not be converted to Float"),
+    (["seed=1.5"], r"Invalid override.*seed"),
+    (["algo=ppx"], r"Unknown algo 'ppx'.*Did you mean 'ppo'.*Valid choices for algo: .*ppo"),
+    (["env=cartpol"], r"Unknown env 'cartpol'.*Did you mean 'cartpole'"),
+    (["hardware=gpu"], r"Unknown hardware 'gpu'.*Valid choices for hardware: .*cpu"),
+    (["env.id=CartPol-v1"], r"Unknown environment id 'CartPol-v1'.*Did you mean 'CartPole-v1'"),
+    (["env.num_envs=0"], r"env.num_envs must be >= 1"),
+    (["algo.minibatch_size=100000"], r"minibatch_size=100000 must be between 1 and the rollout"),
+    (["algo.learning_rate=-0.1"], r"learning_rate must be > 0"),
+    (["total_timesteps=0"], r"total_timesteps must be >= 1"),
+    (["hardware.device=tpu"], r"Unknown hardware.device 'tpu'.*cpu, cuda, cuda:N, auto"),
+    (["eval.early_stop=true", "env.solved_return=null"], r"early_stop=true needs a threshold"),
+    (["algo.learning_rate=[1,"], r"Could not parse the overrides"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_INPUTS, ids=[" ".join(b[0]) for b in BAD_INPUTS])
+def test_bad_input_fails_before_anything_is_written(
+    overrides, message, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drl: error: ")
+    assert len(err.strip().splitlines()) == 1, err  # one paragraph
+    import re
+
+    assert re.search(message, err), err
+    assert list(tmp_path.iterdir()) == [], "a bad input must not create run directories"
+
+
+def test_unknown_command_suggests(capsys):
+    assert cli.main(["trian"]) == 2
+    assert "Did you mean 'train'" in capsys.readouterr().err

@@ -7,6 +7,7 @@ validation, broadcasting, per-call Python objects) cost more than the math.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +40,80 @@ def layer_init(layer: nn.Linear, gain: float, ortho: bool = True) -> nn.Linear:
     return layer
 
 
+class _SigmoidTanh(torch.autograd.Function):
+    """tanh(x) = 2 sigmoid(2x) - 1, with tanh's own one-op backward, 1 - y^2."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+# Below this many elements the fixed cost of a Python autograd.Function outweighs the gain.
+_FAST_TANH_MIN_NUMEL = 4096
+
+
+def fast_tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh for CPU training batches. On the AVX-512 torch build we use, ``torch.tanh`` costs
+    ~3 ns per element, five times ``torch.sigmoid``; for a 256 x 64 minibatch the activations
+    were over half the forward pass. The sigmoid identity is exact to ~2e-7."""
+    if x.numel() < _FAST_TANH_MIN_NUMEL or x.device.type != "cpu":
+        return torch.tanh(x)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _SigmoidTanh.apply(x)
+    return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+
+
+ACT_FNS = {"tanh": fast_tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
+
+
+class MLP(nn.Module):
+    """in -> hidden... -> out, linear output (``out_dim=None`` ends after the last hidden layer).
+
+    The forward pass calls ``F.linear`` and the activation function directly instead of going
+    through ``nn.Sequential``'s per-submodule ``__call__``: for 64-unit layers on CPU that Python
+    overhead is a sizeable share of the whole step.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: Sequence[int],
+        out_dim: int | None,
+        activation: str = "tanh",
+        out_gain: float = 1.0,
+        ortho: bool = True,
+    ):
+        super().__init__()
+        activation_cls(activation)  # validates the name
+        self._act = ACT_FNS[activation]
+        layers: list[nn.Linear] = []
+        last = in_dim
+        for width in hidden:
+            layers.append(layer_init(nn.Linear(last, width), math.sqrt(2), ortho))
+            last = width
+        self.num_hidden = len(layers)
+        if out_dim is not None:
+            layers.append(layer_init(nn.Linear(last, out_dim), out_gain, ortho))
+        self.layers = nn.ModuleList(layers)
+        self._linears = layers  # plain list: typed, and no ModuleList indexing per call
+        self.out_features = out_dim if out_dim is not None else last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = self._act
+        for i, layer in enumerate(self._linears):
+            x = nn.functional.linear(x, layer.weight, layer.bias)
+            if i < self.num_hidden:
+                x = act(x)
+        return x
+
+
 def mlp(
     in_dim: int,
     hidden: Sequence[int],
@@ -46,17 +121,167 @@ def mlp(
     activation: str = "tanh",
     out_gain: float = 1.0,
     ortho: bool = True,
-) -> nn.Sequential:
-    """in -> hidden... -> out (linear output). ``out_dim=None`` ends after the last hidden layer."""
-    act = activation_cls(activation)
-    layers: list[nn.Module] = []
-    last = in_dim
-    for width in hidden:
-        layers += [layer_init(nn.Linear(last, width), math.sqrt(2), ortho), act()]
-        last = width
-    if out_dim is not None:
-        layers.append(layer_init(nn.Linear(last, out_dim), out_gain, ortho))
-    return nn.Sequential(*layers)
+) -> MLP:
+    return MLP(in_dim, hidden, out_dim, activation, out_gain, ortho)
+
+
+class _StackedMLPFn(torch.autograd.Function):
+    """Forward and hand-written backward of a StackedMLP as one autograd node.
+
+    Autograd would record ~4 nodes per layer plus output slicing; for small layers the engine's
+    per-node cost is comparable to the matmuls. The backward is the textbook one:
+    dW_l = h_{l-1}^T g_l, db_l = sum_B g_l, g_{l-1} = act'(h_{l-1}) * (g_l W_l^T).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, mlp: StackedMLP, *params: torch.Tensor) -> Any:
+        h = x.unsqueeze(0).expand(mlp.k, *x.shape)
+        acts = [h]
+        for i, (w, b) in enumerate(mlp._wb):
+            h = torch.baddbmm(b, h, w)
+            if i < mlp.num_layers - 1:
+                h = mlp._act(h)
+                acts.append(h)
+        ctx.mlp = mlp
+        ctx.save_for_backward(*acts)
+        return tuple(h[i, :, :d].contiguous() for i, d in enumerate(mlp.out_dims))
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> Any:
+        mlp: StackedMLP = ctx.mlp
+        acts = ctx.saved_tensors
+        batch = acts[0].shape[1]
+        g = acts[0].new_zeros(mlp.k, batch, mlp.weights[-1].shape[-1])
+        for i, (gi, d) in enumerate(zip(grads, mlp.out_dims)):
+            if gi is not None:
+                g[i, :, :d] = gi
+        out: list[torch.Tensor | None] = [None] * (2 * mlp.num_layers)
+        for layer in range(mlp.num_layers - 1, -1, -1):
+            w = mlp._wb[layer][0]
+            h_in = acts[layer]
+            out[2 * layer] = torch.bmm(h_in.transpose(1, 2), g)
+            out[2 * layer + 1] = g.sum(1, keepdim=True)
+            if layer > 0:
+                g = torch.bmm(g, w.transpose(1, 2))
+                if mlp.activation == "tanh":
+                    g = torch.ops.aten.tanh_backward(g, h_in)
+                else:
+                    g = torch.ops.aten.threshold_backward(g, h_in, 0)
+        return (None, None, *out)
+
+
+class StackedMLP(nn.Module):
+    """``k`` independent MLPs with the same input and hidden sizes, evaluated together.
+
+    Layer ``l`` of all nets is one (k, in, out) weight tensor and one ``baddbmm``: the separate
+    actor and critic of PPO / A2C cost the ops of one network. Net ``i`` owns the first
+    ``out_dims[i]`` output columns; padding columns start at zero, receive no gradient and so
+    stay zero. Mathematically identical to ``k`` separate MLPs with the same initialization.
+    """
+
+    def __init__(
+        self,
+        k: int,
+        in_dim: int,
+        hidden: Sequence[int],
+        out_dims: Sequence[int],
+        activation: str = "tanh",
+        out_gains: Sequence[float] | None = None,
+        ortho: bool = True,
+    ):
+        super().__init__()
+        activation_cls(activation)
+        self._act = ACT_FNS[activation]
+        self.k = k
+        self.out_dims = list(out_dims)
+        gains = list(out_gains) if out_gains is not None else [1.0] * k
+        sizes = [in_dim, *hidden, max(out_dims)]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+            last = layer == len(sizes) - 2
+            w = torch.zeros(k, fan_in, fan_out)
+            b = torch.zeros(k, 1, fan_out)
+            for i in range(k):
+                cols = self.out_dims[i] if last else fan_out
+                gain = gains[i] if last else math.sqrt(2)
+                lin = layer_init(nn.Linear(fan_in, cols), gain, ortho)
+                w[i, :, :cols] = lin.weight.detach().T
+                b[i, 0, :cols] = lin.bias.detach()
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(b))
+        self.num_layers = len(self.weights)
+        # Plain lists: iterating a ParameterList costs a string-index lookup per item.
+        self._wb = list(zip(self.weights, self.biases))
+        self._params = [p for wb in self._wb for p in wb]
+        self._fused_ok = activation in ("tanh", "relu")
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, in) -> one (B, out_dims[i]) tensor per net."""
+        if self._fused_ok and torch.is_grad_enabled() and self.weights[0].requires_grad:
+            return _StackedMLPFn.apply(x, self, *self._params)
+        h = x.unsqueeze(0).expand(self.k, *x.shape)
+        for i, (w, b) in enumerate(self._wb):
+            h = torch.baddbmm(b, h, w)
+            if i < self.num_layers - 1:
+                h = self._act(h)
+        return tuple(h[i, :, :d] for i, d in enumerate(self.out_dims))
+
+    def forward_one(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Only net ``i``: (B, in) -> (B, out_dims[i])."""
+        h = x
+        for layer, (w, b) in enumerate(self._wb):
+            h = torch.addmm(b[i], h, w[i])
+            if layer < self.num_layers - 1:
+                h = self._act(h)
+        return h[:, : self.out_dims[i]]
+
+
+class FlatParams:
+    """Make every parameter a view into one flat tensor, and every gradient a view into one flat
+    gradient buffer.
+
+    The optimizer then sees a single tensor (one fused Adam kernel instead of one per layer), the
+    global gradient norm is one reduction and clipping one multiply. Must be applied after the
+    modules are moved to their device; ``load_state_dict`` keeps working since it copies in
+    place into the views.
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter]):
+        params = list(params)
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
+        self.param = nn.Parameter(flat)
+        self.grad = torch.zeros_like(flat)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.data = self.param.data[offset : offset + n].view_as(p)
+            # A pre-set .grad is accumulated into in place by autograd, so it stays a view.
+            p.grad = self.grad[offset : offset + n].view_as(p)
+            offset += n
+        self.param.grad = self.grad
+        self.params = params
+
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """Scale the gradient so its global L2 norm is at most ``max_norm``; returns the norm."""
+        norm = torch.linalg.vector_norm(self.grad)
+        self.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+        return norm
+
+    def check_views(self) -> bool:
+        """True while every parameter and gradient still aliases the flat buffers."""
+        pstore = self.param.untyped_storage().data_ptr()
+        gstore = self.grad.untyped_storage().data_ptr()
+        return all(
+            p.untyped_storage().data_ptr() == pstore
+            and p.grad is not None
+            and p.grad.untyped_storage().data_ptr() == gstore
+            for p in self.params
+        )
 
 
 class CategoricalHead:
@@ -73,6 +298,12 @@ class CategoricalHead:
 
     def mode(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.argmax(logits, dim=-1)
+
+    def sample_and_log_prob(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One sample per row and its log-probability, sharing one log-softmax (rollouts)."""
+        logp = torch.log_softmax(logits, dim=-1)
+        action = torch.multinomial(logp.exp(), 1)
+        return action.squeeze(-1), logp.gather(-1, action).squeeze(-1)
 
     def log_prob(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         logp = torch.log_softmax(logits, dim=-1)
@@ -111,6 +342,13 @@ class GaussianHead:
 
     def mode(self, params: DistParams) -> torch.Tensor:
         return params[0]
+
+    def sample_and_log_prob(self, params: DistParams) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self._split(params)
+        noise = torch.randn_like(mean)
+        action = mean + log_std.exp() * noise
+        # log N(a; mean, std) with z = noise exactly.
+        return action, (-0.5 * noise.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1)
 
     def log_prob(self, params: DistParams, actions: torch.Tensor) -> torch.Tensor:
         mean, log_std = self._split(params)
@@ -165,40 +403,44 @@ class ActorCritic(nn.Module):
                 "Discrete or 1-D Box action spaces."
             )
         out = self.head.param_dim
+        self.out_dim = out
         self.shared = shared
-        self.actor: nn.Module
-        self.critic: nn.Module
         if shared:
             self.torso = mlp(in_dim, hidden_sizes, None, activation, ortho=ortho_init)
-            last = hidden_sizes[-1] if hidden_sizes else in_dim
-            self.actor = layer_init(nn.Linear(last, out), 0.01, ortho_init)
-            self.critic = layer_init(nn.Linear(last, 1), 1.0, ortho_init)
+            last = self.torso.out_features
+            self.actor_out = layer_init(nn.Linear(last, out), 0.01, ortho_init)
+            self.critic_out = layer_init(nn.Linear(last, 1), 1.0, ortho_init)
         else:
-            self.actor = mlp(in_dim, hidden_sizes, out, activation, 0.01, ortho_init)
-            self.critic = mlp(in_dim, hidden_sizes, 1, activation, 1.0, ortho_init)
+            # Separate actor (net 0, small output gain 0.01) and critic (net 1, gain 1).
+            self.nets = StackedMLP(
+                2, in_dim, hidden_sizes, [out, 1], activation, [0.01, 1.0], ortho_init
+            )
         if self.continuous:
             self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
 
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.reshape(obs.shape[0], -1) if obs.dim() > 2 else obs
 
+    def _params(self, out: torch.Tensor) -> DistParams:
+        return (out, self.log_std) if self.continuous else out
+
     def dist_and_value(self, obs: torch.Tensor) -> tuple[DistParams, torch.Tensor]:
         """Policy parameters and state value (B,) in one pass."""
         x = self._flat(obs)
         if self.shared:
             h = self.torso(x)
-            out, value = self.actor(h), self.critic(h)
-        else:
-            out, value = self.actor(x), self.critic(x)
-        params = (out, self.log_std) if self.continuous else out
-        return params, value.squeeze(-1)
+            return self._params(self.actor_out(h)), self.critic_out(h).squeeze(-1)
+        actor_out, critic_out = self.nets(x)
+        return self._params(actor_out), critic_out.squeeze(-1)
 
     def dist(self, obs: torch.Tensor) -> DistParams:
         x = self._flat(obs)
-        out = self.actor(self.torso(x)) if self.shared else self.actor(x)
-        return (out, self.log_std) if self.continuous else out
+        if self.shared:
+            return self._params(self.actor_out(self.torso(x)))
+        return self._params(self.nets.forward_one(x, 0))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         x = self._flat(obs)
-        out = self.critic(self.torso(x)) if self.shared else self.critic(x)
-        return out.squeeze(-1)
+        if self.shared:
+            return self.critic_out(self.torso(x)).squeeze(-1)
+        return self.nets.forward_one(x, 1).squeeze(-1)

@@ -37,8 +37,9 @@ class RunResult:
     global_step: int
     eval_mean_return: float
     eval_std_return: float
-    wall_time_s: float
-    sps: float
+    wall_time_s: float  # the training loop plus final evaluation and checkpoint
+    train_time_s: float  # the training loop alone (collect, update, logging, periodic eval)
+    sps: float  # env steps per second of the training loop
     solved_at_step: int | None = None
 
 
@@ -252,6 +253,7 @@ def _train_loop(
             raise
 
         step = env.global_step
+        train_time = time.perf_counter() - t0
         if status == "finished" or not eval_returns:
             eval_returns = run_evaluation(algo, env, eval_env, cfg)
             logger.eval_result(
@@ -268,7 +270,8 @@ def _train_loop(
         eval_mean_return=float(np.mean(eval_returns)),
         eval_std_return=float(np.std(eval_returns)),
         wall_time_s=wall,
-        sps=step / wall if wall > 0 else 0.0,
+        train_time_s=train_time,
+        sps=step / train_time if train_time > 0 else 0.0,
         solved_at_step=solved_at,
     )
     (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")

@@ -66,23 +66,25 @@ def to_env_actions(actions: torch.Tensor, continuous: bool) -> np.ndarray:
 def collect_rollout(policy: Any, env: VecEnv, buf: RolloutBuffer, obs: np.ndarray) -> np.ndarray:
     """Fill ``buf`` with ``buf.num_steps`` vector steps of ``policy`` (an ActorCritic) starting
     from ``obs``; returns the observation to start the next rollout from."""
-    device = buf.obs.device
+    device = buf.device
     head = policy.head
     continuous = policy.continuous
     buf.final_values.zero_()
     with torch.inference_mode():
         for t in range(buf.num_steps):
-            obs_t = torch.as_tensor(obs, device=device)
+            buf.np_obs[t] = obs
+            obs_t = torch.from_numpy(buf.np_obs[t])
+            if not buf.on_cpu:
+                obs_t = obs_t.to(device, non_blocking=True)
             params, value = policy.dist_and_value(obs_t)
-            action = head.sample(params)
-            buf.obs[t] = obs_t
+            action, logprob = head.sample_and_log_prob(params)
             buf.actions[t] = action
-            buf.logprobs[t] = head.log_prob(params, action)
+            buf.logprobs[t] = logprob
             buf.values[t] = value
             result = env.step(to_env_actions(action, continuous))
-            buf.rewards[t] = torch.as_tensor(result.reward, device=device)
-            buf.terminated[t] = torch.as_tensor(result.terminated, device=device)
-            buf.dones[t] = torch.as_tensor(result.terminated | result.truncated, device=device)
+            buf.np_rewards[t] = result.reward
+            buf.np_terminated[t] = result.terminated
+            np.logical_or(result.terminated, result.truncated, out=buf.np_dones[t])
             trunc = np.flatnonzero(result.truncated & ~result.terminated)
             if trunc.size:
                 # Time-limit truncation is not a terminal state: bootstrap from V(final_obs).

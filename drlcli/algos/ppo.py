@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from drlcli.algos.base import Algorithm, EnvInfo, collect_rollout, to_env_actions
 from drlcli.buffers import RolloutBuffer
 from drlcli.config import PPOConfig
 from drlcli.envs import VecEnv
 from drlcli.errors import DrlError
-from drlcli.networks import ActorCritic
+from drlcli.networks import ActorCritic, FlatParams
 from drlcli.returns import explained_variance, gae
 
 
@@ -62,9 +63,11 @@ class PPO(Algorithm):
             cfg.ortho_init,
             cfg.log_std_init,
         ).to(device)
-        # One optimizer over one parameter list: per-op overhead, not FLOPs, bounds small nets.
+        # Per-op overhead, not FLOPs, bounds small nets: all parameters live in one flat tensor
+        # so Adam is one fused kernel and the gradient-norm clip two ops.
+        self.flat = FlatParams(list(self.policy.parameters()))
         self.optimizer = torch.optim.Adam(
-            self.policy.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True
+            [self.flat.param], lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True
         )
         obs_shape = tuple(env_info.observation_space.shape or ())
         act_space = env_info.action_space
@@ -115,14 +118,17 @@ class PPO(Algorithm):
         b_logp, b_adv = buf.flat("logprobs"), buf.flat("advantages")
         b_ret, b_val = buf.flat("returns"), buf.flat("values")
         size, mb = buf.size, cfg.minibatch_size
-        params = list(policy.parameters())
+        full_batch = mb >= size
+        if cfg.norm_adv and full_batch:
+            # Per-minibatch normalization of a single full-batch minibatch, hoisted out of the loop.
+            b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
 
-        stats = torch.zeros(6, device=self.device)  # pg, v, ent, kl, clipfrac, count
+        logratios, pg_losses, v_losses = [], [], []
         epochs_done = 0
         stop = False
         for _ in range(cfg.update_epochs):
             # A minibatch as large as the rollout needs no shuffling: the loss is a mean.
-            perm = torch.randperm(size, device=self.device) if mb < size else None
+            perm = None if full_batch else torch.randperm(size, device=self.device)
             for start in range(0, size - mb + 1, mb):
                 if perm is None:
                     obs, act, old_logp, adv, ret, old_v = b_obs, b_act, b_logp, b_adv, b_ret, b_val
@@ -130,62 +136,61 @@ class PPO(Algorithm):
                     idx = perm[start : start + mb]
                     obs, act, old_logp = b_obs[idx], b_act[idx], b_logp[idx]
                     adv, ret, old_v = b_adv[idx], b_ret[idx], b_val[idx]
+                    if cfg.norm_adv and mb > 1:
+                        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
                 dist_params, value = policy.dist_and_value(obs)
                 logratio = head.log_prob(dist_params, act) - old_logp
+                if cfg.target_kl is not None:
+                    with torch.no_grad():
+                        # Schulman's low-variance unbiased KL estimator k3 = (r - 1) - log r.
+                        kl = (logratio.exp() - 1 - logratio).mean().item()
+                    if kl > 1.5 * cfg.target_kl:
+                        stop = True
+                        break
                 ratio = logratio.exp()
-                with torch.no_grad():
-                    # Schulman's unbiased low-variance KL estimator k3 = (r - 1) - log r.
-                    approx_kl = ((ratio - 1) - logratio).mean()
-                    clipfrac = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
-                if cfg.target_kl is not None and approx_kl.item() > 1.5 * cfg.target_kl:
-                    stop = True
-                    break
-                if cfg.norm_adv and adv.numel() > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg_loss = torch.max(
-                    -adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
+                pg_loss = -torch.min(
+                    ratio * adv, ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * adv
                 ).mean()
                 if cfg.clip_vloss:
                     v_clipped = old_v + (value - old_v).clamp(-cfg.vf_clip_coef, cfg.vf_clip_coef)
                     v_loss = torch.max((value - ret).pow(2), (v_clipped - ret).pow(2)).mean()
                 else:
-                    v_loss = (value - ret).pow(2).mean()
-                entropy = head.entropy(dist_params).mean()
-                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+                    v_loss = F.mse_loss(value, ret)
+                loss = pg_loss + cfg.vf_coef * v_loss
+                if cfg.ent_coef != 0.0:
+                    loss = loss - cfg.ent_coef * head.entropy(dist_params).mean()
 
-                self.optimizer.zero_grad(set_to_none=True)
+                self.flat.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
+                self.flat.clip_grad_norm_(cfg.max_grad_norm)
                 self.optimizer.step()
-                stats += torch.stack(
-                    [
-                        pg_loss.detach(),
-                        v_loss.detach(),
-                        entropy.detach(),
-                        approx_kl,
-                        clipfrac,
-                        torch.ones((), device=self.device),
-                    ]
-                )
+                # Metrics are reduced once per update, not per minibatch.
+                logratios.append(logratio.detach())
+                pg_losses.append(pg_loss.detach())
+                v_losses.append(v_loss.detach())
             epochs_done += 1
             if stop:
                 break
 
-        s = stats.tolist()
-        n = max(s[5], 1.0)
         out = {
-            "losses/policy_loss": s[0] / n,
-            "losses/value_loss": s[1] / n,
-            "losses/entropy": s[2] / n,
-            "losses/approx_kl": s[3] / n,
-            "losses/clipfrac": s[4] / n,
-            "losses/explained_variance": explained_variance(b_val, b_ret),
             "charts/learning_rate": self.learning_rate,
             "charts/update_epochs": float(epochs_done),
+            "losses/explained_variance": explained_variance(b_val, b_ret),
         }
-        if self.policy.continuous:
-            out["charts/action_std"] = float(self.policy.log_std.exp().mean())
+        with torch.no_grad():
+            out["losses/entropy"] = float(head.entropy(policy.dist(b_obs)).mean())
+            if logratios:
+                lr_all = torch.stack(logratios)
+                ratio_all = lr_all.exp()
+                out["losses/policy_loss"] = float(torch.stack(pg_losses).mean())
+                out["losses/value_loss"] = float(torch.stack(v_losses).mean())
+                out["losses/approx_kl"] = float((ratio_all - 1 - lr_all).mean())
+                out["losses/clipfrac"] = float(
+                    ((ratio_all - 1).abs() > cfg.clip_coef).float().mean()
+                )
+            if self.policy.continuous:
+                out["charts/action_std"] = float(self.policy.log_std.exp().mean())
         return out
 
     # --- checkpointing -------------------------------------------------------------------

@@ -29,6 +29,7 @@ def atomic_save(obj: Any, path: Path) -> None:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
+            _test_delay()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -39,6 +40,23 @@ def atomic_save(obj: Any, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_writes = 0
+
+
+def _test_delay() -> None:
+    """Tests set DRLCLI_TEST_CKPT_WRITE_DELAY=SECONDS[:SKIP] to hold the (SKIP+1)-th checkpoint
+    write open before its rename, so that they can kill the process mid-write."""
+    global _writes
+    _writes += 1
+    spec = os.environ.get("DRLCLI_TEST_CKPT_WRITE_DELAY")
+    if spec:
+        seconds, _, skip = spec.partition(":")
+        if _writes > int(skip or 0):
+            import time
+
+            time.sleep(float(seconds))
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -73,14 +91,60 @@ def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save_checkpoint(ckpt_dir: Path, step: int, payload: dict[str, Any], keep_last: int) -> Path:
+def env_snapshot_path(path: Path) -> Path:
+    """Where the (pickled, optional) env snapshot of checkpoint ``path`` lives."""
+    return path.with_suffix(".envs.pkl")
+
+
+def save_checkpoint(
+    ckpt_dir: Path,
+    step: int,
+    payload: dict[str, Any],
+    keep_last: int,
+    env_snapshot: bytes | None = None,
+) -> Path:
+    """Write ``step_<N>.pt`` (and its env snapshot) atomically, then prune old ones. The snapshot
+    is written first, so a complete checkpoint always has its snapshot beside it."""
     payload = {"format": "drlcli", "format_version": FORMAT_VERSION, "step": step, **payload}
     path = checkpoint_path(ckpt_dir, step)
+    if env_snapshot is not None:
+        atomic_write_bytes(env_snapshot, env_snapshot_path(path))
     atomic_save(payload, path)
     if keep_last > 0:
         for _, old in list_checkpoints(ckpt_dir)[:-keep_last]:
             old.unlink(missing_ok=True)
+            env_snapshot_path(old).unlink(missing_ok=True)
     return path
+
+
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_partial_writes(ckpt_dir: Path) -> list[Path]:
+    """Delete temp files left by a process killed mid-write; returns what was removed."""
+    if not ckpt_dir.is_dir():
+        return []
+    stale = [p for p in ckpt_dir.iterdir() if p.name.startswith(".") and p.suffix == ".tmp"]
+    # An env snapshot whose checkpoint never made it to disk.
+    stale += [
+        p
+        for p in ckpt_dir.glob("step_*.envs.pkl")
+        if not p.with_name(p.name.replace(".envs.pkl", ".pt")).exists()
+    ]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def latest_loadable(ckpt_dir: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

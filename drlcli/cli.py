@@ -53,6 +53,9 @@ examples:
 
 config groups (pick one with group=option):
 {groups}
+resume: drl train resume=RUN_DIR [total_timesteps=N]   continue a run from its last checkpoint
+        drl train hydra.run.dir=DIR resume=auto         resume if DIR has a checkpoint, else start
+
 run settings: seed, total_timesteps, eval.every, eval.episodes, eval.deterministic,
   eval.early_stop, eval.target_return, checkpoint.every, checkpoint.keep_last,
   log.tensorboard, log.every, log.progress (auto|rich|plain|none)
@@ -210,14 +213,21 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
 def preflight(cfg: Any) -> None:
     """Semantic checks on a composed single-run config: sizes, env id, algo/env fit."""
     from drlcli.config import to_train_config
-    from drlcli.envs import check_env_id
+    from drlcli.envs import check_env_id, make_single_env
     from drlcli.hardware import resolve_device
+    from drlcli.registry import check_compatible
     from drlcli.runner import validate
 
     tc = to_train_config(cfg)
     validate(tc)
     check_env_id(tc.env.id)
     resolve_device(tc.hardware.device)
+    # Build one env: missing optional extras, bad kwargs or wrappers, incompatible spaces.
+    probe = make_single_env(tc.env)
+    try:
+        check_compatible(tc.algo.name, probe.observation_space, probe.action_space)
+    finally:
+        probe.close()
     if tc.algo.name == "ppo":
         from drlcli.algos.ppo import validate_ppo
 
@@ -240,7 +250,42 @@ def _task(cfg: Any) -> float:
     except DrlError as exc:
         print(f"drl: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if result.status == "interrupted":
+        # Shell convention 128 + signal number, so schedulers see the job did not finish.
+        raise SystemExit(130 if result.interrupted_by == "SIGINT" else 143)
     return result.eval_mean_return
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def resume_overrides(overrides: list[str]) -> list[str]:
+    """For `resume=RUN_DIR`: the run's original overrides, then the new ones, writing into the
+    same directory. Fails (before anything is written) when RUN_DIR holds no usable run."""
+    import yaml
+
+    from drlcli import checkpoint as ckpt
+
+    value = next(o.split("=", 1)[1] for o in overrides if _override_key(o) == "resume")
+    value = value.strip("'\"")
+    if value in ("auto", "null", ""):
+        return overrides
+    run_dir = Path(value).expanduser().resolve()
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not run_dir.is_dir() or not saved.is_file():
+        raise DrlError(
+            f"resume={value}: '{run_dir}' is not a drl run directory (no .hydra/overrides.yaml). "
+            "Pass the directory of a run, e.g. outputs/runs/<date>/<time>_ppo_cartpole_s1."
+        )
+    ckpt.latest_loadable(run_dir / "checkpoints")  # fails clearly when nothing can be loaded
+    merged: dict[str, str] = {}
+    for o in [*(yaml.safe_load(saved.read_text()) or []), *overrides]:
+        key = _override_key(o)
+        if key != "resume" and not key.startswith("hydra"):
+            merged[key] = o
+    quoted = str(run_dir).replace("'", "\\'")
+    return [*merged.values(), f"hydra.run.dir='{quoted}'", f"resume='{quoted}'"]
 
 
 def cmd_train(argv: list[str]) -> int:
@@ -250,6 +295,9 @@ def cmd_train(argv: list[str]) -> int:
         return 0
     overrides, flags = split_train_args(argv)
     multirun = "-m" in flags or "--multirun" in flags
+    if any(_override_key(o) == "resume" for o in overrides) and not multirun:
+        overrides = resume_overrides(overrides)
+        argv = [*flags, *overrides]
     informational = any(f in flags for f in ("--cfg", "-c", "--info", "-i", "--hydra-help"))
     if not informational:
         composed = check_overrides(overrides, multirun)

@@ -103,6 +103,8 @@ class TrainConfig:
     hardware: HardwareConfig = MISSING
     seed: int = 1
     total_timesteps: int = 100_000
+    # Continue a run: its directory, or "auto" (resume when this run dir holds a checkpoint).
+    resume: str | None = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)

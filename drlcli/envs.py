@@ -14,6 +14,7 @@ Everything env-specific that an algorithm should not care about happens in ``Vec
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,20 @@ class MaskVelocity(gym.ObservationWrapper):
 WRAPPERS: dict[str, type] = {"MaskVelocity": MaskVelocity}
 
 
+def resolve_wrapper(name: str) -> Any:
+    """drlcli's own wrappers by name, gymnasium.wrappers by class name, or 'package.module:Class'
+    for a user's wrapper."""
+    if ":" in name:
+        import importlib
+
+        module_name, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise DrlError(f"Cannot import wrapper '{name}': {exc}.") from exc
+    return WRAPPERS.get(name) or getattr(gym.wrappers, name, None)
+
+
 def _suggest_extra(env_id: str) -> str:
     for prefix, extra in EXTRAS.items():
         if env_id.startswith(prefix):
@@ -93,7 +108,7 @@ def make_single_env(cfg: EnvConfig) -> gym.Env:
     except TypeError as exc:
         raise DrlError(f"Bad env.kwargs for '{cfg.id}': {exc}") from exc
     for spec in cfg.wrappers:
-        wrapper_cls = WRAPPERS.get(spec.name) or getattr(gym.wrappers, spec.name, None)
+        wrapper_cls = resolve_wrapper(spec.name)
         if wrapper_cls is None:
             choices = sorted(WRAPPERS) + [n for n in dir(gym.wrappers) if n[0].isupper()]
             raise DrlError(
@@ -262,6 +277,49 @@ class VecEnv:
         )
         self._obs = next_obs
         return StepResult(next_obs, reward.astype(np.float32), terminated, truncated, final_obs)
+
+    @property
+    def obs(self) -> np.ndarray | None:
+        """The latest observation batch (None before the first reset)."""
+        return self._obs
+
+    def snapshot(self) -> bytes | None:
+        """Pickled state of the sub-envs and the episode bookkeeping, so that a resumed run
+        continues the very same episodes. Only sync vector envs can be captured (async ones live
+        in other processes); None when the env cannot be pickled."""
+        if not isinstance(self.env, gym.vector.SyncVectorEnv) or self._obs is None:
+            return None
+        try:
+            return pickle.dumps(
+                {
+                    "envs": self.env.envs,
+                    "obs": self._obs,
+                    "ep_return": self._ep_return,
+                    "ep_length": self._ep_length,
+                    "disc_return": self._disc_return,
+                }
+            )
+        except Exception:  # an env holding sockets, renderers, ...
+            return None
+
+    def restore(self, blob: bytes) -> None:
+        """Inverse of :meth:`snapshot`. The blob comes from this run's own checkpoint directory
+        (unpickling runs code, so never load one from an untrusted source)."""
+        if not isinstance(self.env, gym.vector.SyncVectorEnv):
+            raise DrlError("Env snapshots can only be restored into a sync vector env.")
+        state = pickle.loads(blob)
+        if len(state["envs"]) != self.num_envs:
+            raise DrlError(
+                f"The env snapshot holds {len(state['envs'])} envs but env.num_envs is "
+                f"{self.num_envs}."
+            )
+        for env in self.env.envs:
+            env.close()
+        self.env.envs = state["envs"]
+        self._obs = state["obs"]
+        self._ep_return = state["ep_return"]
+        self._ep_length = state["ep_length"]
+        self._disc_return = state["disc_return"]
 
     def drain_episodes(self) -> list[Episode]:
         eps, self.episodes = self.episodes, []

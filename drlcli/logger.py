@@ -53,6 +53,7 @@ class Logger:
         console: Console | None = None,
         title: str = "",
         start_step: int = 0,
+        purge_step: int | None = None,
     ):
         self.run_dir = run_dir
         self.total_steps = total_steps
@@ -61,7 +62,9 @@ class Logger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(run_dir), max_queue=1000, flush_secs=30)
+            self.writer = SummaryWriter(
+                log_dir=str(run_dir), max_queue=1000, flush_secs=30, purge_step=purge_step
+            )
         self._pending: dict[str, float] = {}
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.last_eval: float | None = None

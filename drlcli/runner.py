@@ -41,6 +41,7 @@ class RunResult:
     train_time_s: float  # the training loop alone (collect, update, logging, periodic eval)
     sps: float  # env steps per second of the training loop
     solved_at_step: int | None = None
+    interrupted_by: str | None = None  # SIGINT / SIGTERM when status is "interrupted"
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -113,42 +114,121 @@ def run_evaluation(algo: Algorithm, env: VecEnv, eval_env: VecEnv, cfg: TrainCon
     return evaluate(algo, eval_env, cfg.eval.episodes, cfg.eval.deterministic, cfg.seed + 10_000)
 
 
-def save_run_files(cfg: TrainConfig, run_dir: Path, command: str, resolved: Any) -> None:
+def save_run_files(
+    cfg: TrainConfig, run_dir: Path, command: str, resolved: Any, resumed_from: int | None
+) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    (run_dir / "command.txt").write_text(command + "\n")
-    info = {
-        "command": command,
-        "seed": cfg.seed,
-        "hardware": asdict(resolved),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    info_path = run_dir / "run_info.json"
+    if resumed_from is not None and info_path.is_file():
+        info = json.loads(info_path.read_text())
+        info.setdefault("resumes", []).append(
+            {
+                "command": command,
+                "from_step": resumed_from,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+        with (run_dir / "command.txt").open("a") as f:
+            f.write(command + "\n")
+    else:
+        info = {
+            "command": command,
+            "seed": cfg.seed,
+            "eval_seed": cfg.seed + 10_000,
+            "hardware": asdict(resolved),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (run_dir / "command.txt").write_text(command + "\n")
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
 
 
-def train(cfg: TrainConfig, run_dir: Path, command: str = "") -> RunResult:
+# Settings that may differ between a checkpoint and the run that resumes it.
+RESUME_MAY_CHANGE = ("total_timesteps", "resume", "eval.", "checkpoint.", "log.", "hardware.")
+
+
+def load_resume_state(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The checkpoint to continue from, or None for a fresh start (``resume=auto`` and no
+    checkpoint yet). Fails when the saved config differs in anything that shapes learning."""
+    if cfg.resume is None:
+        return None
+    ckpt_dir = run_dir / "checkpoints"
+    if cfg.resume != "auto" and Path(cfg.resume).resolve() != run_dir.resolve():
+        raise DrlError(
+            f"resume={cfg.resume} but this run writes to {run_dir}; resume a run with "
+            "`drl train resume=RUN_DIR`, which reuses the run's own directory."
+        )
+    ckpt.remove_partial_writes(ckpt_dir)
+    if cfg.resume == "auto" and not ckpt.list_checkpoints(ckpt_dir):
+        return None
+    state = ckpt.latest_loadable(ckpt_dir)
+    saved = flatten(state["config"])
+    now = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
+    changed = [
+        f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
+        for k in sorted(set(saved) | set(now))
+        if saved.get(k) != now.get(k) and not k.startswith(RESUME_MAY_CHANGE)
+    ]
+    if changed:
+        raise DrlError(
+            f"Cannot resume {run_dir}: the config differs from the checkpoint's in "
+            f"{'; '.join(changed)}. Only {', '.join(RESUME_MAY_CHANGE)} may change on resume; "
+            "start a new run for other changes."
+        )
+    return state
+
+
+def train(cfg: TrainConfig, run_dir: Path | str, command: str = "") -> RunResult:
     validate(cfg)
     run_dir = Path(run_dir)
+    resume_state = load_resume_state(cfg, run_dir)
     device, resolved = hardware.setup(cfg.hardware, cfg.seed)
     env, eval_env = build_envs(cfg, resolved.vectorization)
     try:
         algo = registry.build(cfg.algo, env_info_of(env), device)
-        return _train_loop(cfg, run_dir, command, algo, env, eval_env, resolved)
+        return _train_loop(cfg, run_dir, command, algo, env, eval_env, resolved, resume_state)
     finally:
         env.close()
         eval_env.close()
 
 
-def _payload(cfg: TrainConfig, algo: Algorithm, env: VecEnv, extra: dict[str, Any]) -> dict:
+def _restore(
+    cfg: TrainConfig, state: dict[str, Any], algo: Algorithm, env: VecEnv, logger_line: Any
+) -> dict[str, float]:
+    """Put a checkpoint's state back: learner, env statistics and episodes, RNGs, schedules."""
+    algo.load_state_dict(state["algo"])
+    env.load_state_dict(state["env"])
+    snap = ckpt.env_snapshot_path(Path(state["_path"]))
+    restored = False
+    if snap.is_file() and cfg.hardware.vectorization == "sync":
+        try:
+            env.restore(snap.read_bytes())
+            restored = True
+        except Exception as exc:  # stale or foreign snapshot: start new episodes instead
+            logger_line(f"drl: env snapshot not restored ({type(exc).__name__}: {exc})")
+    if not restored:
+        # New episodes, from seeds no earlier segment of this run used.
+        env.reset(seed=cfg.seed + 7919 * (1 + int(state["step"]) // max(env.num_envs, 1)))
+    ckpt.set_rng_state(state["rng"])
+    logger_line(
+        f"drl: resumed from {state['_path']} at step {state['step']}"
+        + ("" if restored else " (episodes restarted: no env snapshot)")
+    )
+    return dict(state["schedule"])
+
+
+def _payload(
+    cfg: TrainConfig, algo: Algorithm, env: VecEnv, schedule: dict[str, float]
+) -> dict[str, Any]:
     return {
         "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
         "algo_name": cfg.algo.name,
         "algo": algo.state_dict(),
         "env": env.state_dict(),
         "rng": ckpt.rng_state(),
-        **extra,
+        "schedule": schedule,
     }
 
 
@@ -160,8 +240,10 @@ def _train_loop(
     env: VecEnv,
     eval_env: VecEnv,
     resolved: Any,
+    resume_state: dict[str, Any] | None = None,
 ) -> RunResult:
-    save_run_files(cfg, run_dir, command, resolved)
+    start_step = int(resume_state["step"]) if resume_state else 0
+    save_run_files(cfg, run_dir, command, resolved, start_step if resume_state else None)
     ckpt_dir = run_dir / "checkpoints"
     title = f"{cfg.algo.name} {cfg.env.id} s{cfg.seed}"
     logger = Logger(
@@ -171,34 +253,67 @@ def _train_loop(
         cfg.log.progress,
         cfg.log.console_every_s,
         title=title,
+        start_step=start_step,
+        # TensorBoard drops events past the checkpoint that a killed process had logged.
+        purge_step=start_step + 1 if resume_state else None,
     )
-    params = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
-    params["hardware.resolved_device"] = resolved.device
-    params["hardware.resolved_threads"] = resolved.torch_threads
-    logger.hparams(params)
+    inf = math.inf
+    schedule: dict[str, float] = {
+        "next_eval": cfg.eval.every if cfg.eval.every > 0 else inf,
+        "next_ckpt": cfg.checkpoint.every if cfg.checkpoint.every > 0 else inf,
+        "next_log": 0,
+    }
+    if resume_state:
+        schedule = _restore(cfg, resume_state, algo, env, logger.line)
+    else:
+        params = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
+        params["hardware.resolved_device"] = resolved.device
+        params["hardware.resolved_threads"] = resolved.torch_threads
+        logger.hparams(params)
     logger.line(
         f"drl: training {cfg.algo.name} on {cfg.env.id} ({cfg.env.num_envs} envs, seed "
         f"{cfg.seed}) on {resolved.device} with {resolved.torch_threads} thread(s) -> {run_dir}"
     )
 
     target = cfg.eval.target_return if cfg.eval.target_return is not None else cfg.env.solved_return
-    next_eval = cfg.eval.every if cfg.eval.every > 0 else math.inf
-    next_ckpt = cfg.checkpoint.every if cfg.checkpoint.every > 0 else math.inf
-    next_log = 0
     status = "finished"
     solved_at: int | None = None
     eval_returns: list[float] = []
     t0 = time.perf_counter()
 
     def save(step: int) -> None:
-        ckpt.save_checkpoint(ckpt_dir, step, _payload(cfg, algo, env, {}), cfg.checkpoint.keep_last)
+        ckpt.save_checkpoint(
+            ckpt_dir,
+            step,
+            _payload(cfg, algo, env, schedule),
+            cfg.checkpoint.keep_last,
+            env.snapshot(),
+        )
+
+    def diverged(step: int, what: str) -> DrlError:
+        last = ckpt.list_checkpoints(ckpt_dir)
+        kept = f" The last good checkpoint is {last[-1][1]}." if last else ""
+        return DrlError(
+            f"Training diverged at env step {step}: {what} is not finite. Stopped without "
+            f"saving the bad state.{kept} Try a lower algo.learning_rate, a smaller "
+            "algo.max_grad_norm, or observation/reward normalization."
+        )
 
     with _Interrupt() as interrupt:
         try:
             while env.global_step < cfg.total_timesteps:
                 progress = env.global_step / cfg.total_timesteps
-                algo.collect(env)
-                metrics = algo.update(progress)
+                try:
+                    algo.collect(env)
+                    metrics = algo.update(progress)
+                except RuntimeError as exc:
+                    bad_param = algo.check_finite()
+                    text = str(exc).lower()
+                    if bad_param or "nan" in text or " inf" in text:
+                        raise diverged(
+                            env.global_step, bad_param or str(exc).splitlines()[0]
+                        ) from exc
+                    raise
                 step = env.global_step
                 bad = [
                     k
@@ -207,22 +322,16 @@ def _train_loop(
                 ]
                 bad_param = algo.check_finite()
                 if bad or bad_param:
-                    last = ckpt.list_checkpoints(ckpt_dir)
-                    kept = f" The last good checkpoint is {last[-1][1]}." if last else ""
                     what = ", ".join(f"{k}={metrics[k]}" for k in bad) or f"parameter {bad_param}"
-                    raise DrlError(
-                        f"Training diverged at env step {step}: {what} is not finite. Stopped "
-                        f"without saving the bad state.{kept} Try a lower algo.learning_rate or "
-                        "enable observation/reward normalization."
-                    )
+                    raise diverged(step, what)
                 for ep in env.drain_episodes():
                     logger.episode(ep.ret, ep.length, ep.step)
-                if step >= next_log:
+                if step >= schedule["next_log"]:
                     logger.record_dict(metrics)
                     logger.record("charts/SPS", logger.sps(step))
                     logger.dump(step)
-                    next_log = step + cfg.log.every
-                if step >= next_eval:
+                    schedule["next_log"] = step + cfg.log.every
+                if step >= schedule["next_eval"]:
                     eval_returns = run_evaluation(algo, env, eval_env, cfg)
                     logger.eval_result(
                         step,
@@ -231,7 +340,7 @@ def _train_loop(
                         len(eval_returns),
                     )
                     logger.dump(step)
-                    next_eval = step + cfg.eval.every
+                    schedule["next_eval"] = step + cfg.eval.every
                     if (
                         cfg.eval.early_stop
                         and target is not None
@@ -241,9 +350,9 @@ def _train_loop(
                         status = "solved"
                         logger.line(f"solved: mean eval return >= {target} at step {step}")
                         break
-                if step >= next_ckpt:
+                if step >= schedule["next_ckpt"]:
                     save(step)
-                    next_ckpt = step + cfg.checkpoint.every
+                    schedule["next_ckpt"] = step + cfg.checkpoint.every
                 logger.progress(step)
                 if interrupt.signal is not None:
                     status = "interrupted"
@@ -254,25 +363,31 @@ def _train_loop(
 
         step = env.global_step
         train_time = time.perf_counter() - t0
-        if status == "finished" or not eval_returns:
+        if status == "interrupted":
+            # Checkpoint first: a preempted job may get little time before SIGKILL.
+            save(step)
+        elif status == "finished" or not eval_returns:
             eval_returns = run_evaluation(algo, env, eval_env, cfg)
             logger.eval_result(
                 step, float(np.mean(eval_returns)), float(np.std(eval_returns)), len(eval_returns)
             )
         logger.record("charts/SPS", logger.sps(step))
         logger.dump(step)
-        save(step)
+        if status != "interrupted":
+            save(step)
     wall = time.perf_counter() - t0
+    mean_ret = float(np.mean(eval_returns)) if eval_returns else float("nan")
     result = RunResult(
         run_dir=str(run_dir),
         status=status,
         global_step=step,
-        eval_mean_return=float(np.mean(eval_returns)),
-        eval_std_return=float(np.std(eval_returns)),
+        eval_mean_return=mean_ret,
+        eval_std_return=float(np.std(eval_returns)) if eval_returns else float("nan"),
         wall_time_s=wall,
         train_time_s=train_time,
-        sps=step / train_time if train_time > 0 else 0.0,
+        sps=(step - start_step) / train_time if train_time > 0 else 0.0,
         solved_at_step=solved_at,
+        interrupted_by=interrupt.signal,
     )
     (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     logger.close(
@@ -289,7 +404,9 @@ def _train_loop(
     )
     if status == "interrupted":
         print(
-            f"drl: stopped by {interrupt.signal} at step {step}; checkpoint saved in {ckpt_dir}.",
+            f"drl: stopped by {interrupt.signal} at step {step}; checkpoint saved in {ckpt_dir}. "
+            f"Resume with:\n  drl train resume={run_dir}",
             file=sys.stderr,
+            flush=True,
         )
     return result

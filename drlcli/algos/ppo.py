@@ -76,7 +76,6 @@ class PPO(Algorithm):
         self.buffer = RolloutBuffer(
             cfg.num_steps, env_info.num_envs, obs_shape, act_shape, act_dtype, device
         )
-        self._obs: np.ndarray | None = None
         self.learning_rate = cfg.learning_rate
 
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -84,9 +83,8 @@ class PPO(Algorithm):
 
     # --- experience ----------------------------------------------------------------------
     def collect(self, env: VecEnv) -> None:
-        if self._obs is None:
-            self._obs = env.reset()
-        self._obs = collect_rollout(self.policy, env, self.buffer, self._obs)
+        obs = env.obs if env.obs is not None else env.reset()
+        collect_rollout(self.policy, env, self.buffer, obs)
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         with torch.inference_mode():

@@ -1,0 +1,250 @@
+"""Reliability: resume after SIGTERM, SIGKILL mid-checkpoint, NaN guard, bad resume inputs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from drlcli import checkpoint as ckpt
+from drlcli import cli
+from drlcli.config import to_train_config
+from drlcli.errors import DrlError
+from drlcli.runner import train
+
+STEPS = 16384
+COMMON = [
+    f"total_timesteps={STEPS}",
+    "algo.num_steps=64",
+    "env.num_envs=4",
+    "eval.every=4096",
+    "eval.episodes=2",
+    "checkpoint.every=4096",
+    "log.every=256",
+    "log.progress=plain",
+    "log.console_every_s=0",
+    "hardware.torch_threads=1",
+    "env.max_episode_steps=100",
+]
+
+
+def popen(drl, args, cwd, env):
+    return subprocess.Popen(
+        [drl, "train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def final_state(run_dir: Path) -> dict:
+    return ckpt.latest_loadable(run_dir / "checkpoints")
+
+
+def scalar_steps(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path):
+    straight = tmp_path / "straight"
+    out = subprocess.run(
+        [drl, "train", *COMMON, f"hydra.run.dir={straight}"],
+        cwd=tmp_path,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    resumed = tmp_path / "resumed"
+    proc = popen(drl, [*COMMON, f"hydra.run.dir={resumed}"], tmp_path, clean_env)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("step") and int(line.split()[1].split("/")[0]) >= STEPS // 2:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, "".join(lines) + rest
+    assert "Resume with:" in rest and f"drl train resume={resumed}" in rest
+    stopped_at = final_state(resumed)["step"]
+    assert STEPS // 2 <= stopped_at < STEPS
+
+    out = subprocess.run(
+        [drl, "train", f"resume={resumed}"],
+        cwd=tmp_path,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "resumed from" in out.stdout and "episodes restarted" not in out.stdout
+
+    a, b = final_state(straight), final_state(resumed)
+    assert a["step"] == b["step"] >= STEPS
+    for key, tensor in a["algo"]["policy"].items():
+        assert torch.equal(tensor, b["algo"]["policy"][key]), f"parameter {key} differs"
+    # One continuous curve: the same steps and values, no duplicates, nothing missing.
+    for tag in ("charts/learning_rate", "losses/value_loss", "eval/mean_return"):
+        assert scalar_steps(resumed, tag) == scalar_steps(straight, tag), tag
+    info = json.loads((resumed / "run_info.json").read_text())
+    assert info["resumes"][0]["from_step"] == stopped_at
+
+
+def test_sigkill_during_checkpoint_write_resumes_from_previous(drl, clean_env, tmp_path):
+    run_dir = tmp_path / "run"
+    env = dict(clean_env, DRLCLI_TEST_CKPT_WRITE_DELAY="60:1")  # 2nd write hangs before rename
+    proc = popen(drl, [*COMMON, f"hydra.run.dir={run_dir}"], tmp_path, env)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if list((run_dir / "checkpoints").glob(".step_*.pt.*.tmp")):
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("the second checkpoint write never started")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert [s for s, _ in ckpt.list_checkpoints(run_dir / "checkpoints")] == [4096]
+
+    out = subprocess.run(
+        [drl, "train", f"resume={run_dir}"],
+        cwd=tmp_path,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "resumed from" in out.stdout and "step_0000004096.pt at step 4096" in out.stdout
+    assert final_state(run_dir)["step"] >= STEPS
+    assert not list((run_dir / "checkpoints").glob(".*.tmp")), "partial write not cleaned up"
+    steps = [s for s, _ in scalar_steps(run_dir, "charts/learning_rate")]
+    assert steps == sorted(set(steps)), "duplicated or unordered steps after resume"
+
+
+class NanRewardAfter(gym.Wrapper):
+    """Test wrapper: rewards become NaN after ``after`` steps."""
+
+    def __init__(self, env, after: int):
+        super().__init__(env)
+        self.after, self.t = after, 0
+
+    def step(self, action):
+        obs, reward, term, trunc, info = self.env.step(action)
+        self.t += 1
+        return obs, (float("nan") if self.t > self.after else reward), term, trunc, info
+
+
+def test_nan_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = to_train_config(
+        cli._compose(
+            [
+                *COMMON,
+                "log.progress=none",
+                "+env.wrappers=[{name: 'tests.test_resume:NanRewardAfter', kwargs: {after: 1500}}]",
+            ]
+        )
+    )
+    with pytest.raises(DrlError, match=r"diverged at env step \d+: losses/.*nan.*not finite"):
+        train(cfg, tmp_path / "run")
+    saved = [s for s, _ in ckpt.list_checkpoints(tmp_path / "run" / "checkpoints")]
+    assert saved == [4096]  # before the NaNs; nothing written after them
+    state = ckpt.latest_loadable(tmp_path / "run" / "checkpoints")
+    assert all(torch.isfinite(t).all() for t in state["algo"]["policy"].values())
+
+
+def test_resume_bad_inputs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    # Not a run directory.
+    assert cli.main(["train", f"resume={tmp_path / 'nope'}"]) == 2
+    assert "is not a drl run directory" in capsys.readouterr().err
+    # A run directory whose only checkpoint is corrupt.
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("[]\n")
+    (run / "checkpoints").mkdir()
+    ckpt.checkpoint_path(run / "checkpoints", 10).write_bytes(b"not a checkpoint")
+    assert cli.main(["train", f"resume={run}"]) == 2
+    err = capsys.readouterr().err
+    assert "No loadable checkpoint" in err and "corrupt" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing else written
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    overrides = [*COMMON, "log.progress=none", "total_timesteps=512", "checkpoint.every=256"]
+    first = to_train_config(cli._compose(overrides))
+    train(first, tmp_path)
+    changed = to_train_config(
+        cli._compose([*overrides, "algo.learning_rate=0.5", f"resume={tmp_path}"])
+    )
+    with pytest.raises(DrlError, match=r"algo.learning_rate: 0.001 -> 0.5"):
+        train(changed, tmp_path)
+    # Extending the budget is allowed.
+    longer = to_train_config(
+        cli._compose([*overrides, "total_timesteps=1024", f"resume={tmp_path}"])
+    )
+    assert train(longer, tmp_path).global_step >= 1024
+
+
+def test_resume_auto_starts_fresh_then_continues(tmp_path):
+    overrides = [*COMMON, "log.progress=none", "total_timesteps=512", "resume=auto"]
+    assert train(to_train_config(cli._compose(overrides)), tmp_path).global_step >= 512
+    more = to_train_config(cli._compose([*overrides, "total_timesteps=1024"]))
+    result = train(more, tmp_path)
+    assert result.global_step >= 1024
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert len(info["resumes"]) == 1
+
+
+def test_missing_dependency_and_incompatible_spaces(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    class NeedsBox2D(gym.Env):
+        def __init__(self):
+            raise gym.error.DependencyNotInstalled("Box2D is not installed")
+
+    class MultiBinaryEnv(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+        action_space = gym.spaces.MultiBinary(3)
+
+    gym.register("DrlTestNeedsBox2D-v0", entry_point=NeedsBox2D)
+    gym.register("DrlTestMultiBinary-v0", entry_point=MultiBinaryEnv)
+    try:
+        assert cli.main(["train", "env.id=DrlTestNeedsBox2D-v0"]) == 2
+        assert "needs an optional dependency" in capsys.readouterr().err
+        assert cli.main(["train", "env.id=DrlTestMultiBinary-v0"]) == 2
+        assert "cannot act in the action space MultiBinary(3)" in capsys.readouterr().err
+    finally:
+        del gym.registry["DrlTestNeedsBox2D-v0"]
+        del gym.registry["DrlTestMultiBinary-v0"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reproducible_metrics_for_a_fixed_seed(tmp_path):
+    overrides = [
+        *COMMON,
+        "log.progress=none",
+        "total_timesteps=2048",
+        "hardware.deterministic=true",
+    ]
+    results = []
+    for name in ("a", "b"):
+        train(to_train_config(cli._compose(overrides)), tmp_path / name)
+        results.append(scalar_steps(tmp_path / name, "losses/value_loss"))
+    assert results[0] == results[1] and len(results[0]) > 3

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
-EXTRAS ?= dev,bench
+EXTRAS ?= dev,sweep,bench
 STAMP := $(VENV)/.drlcli-installed
 
 .PHONY: install run test test-slow lint format bench clean help

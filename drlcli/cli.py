@@ -34,6 +34,8 @@ commands:
   train [overrides...]   train an agent; arguments are Hydra overrides and flags
                          (drl train algo=ppo env=cartpole seed=3, -m for sweeps)
   list                   the available algorithms, environments and hardware profiles
+  eval RUN_DIR           evaluate a run's checkpoint (--episodes N, --video, --stochastic)
+  compare PATH...        curves (PNG) and final-return tables across runs, grouped over seeds
 
 Run `drl train --help` for the overrides, `drl list` for the choices.
 """
@@ -104,6 +106,11 @@ def cmd_list(argv: list[str]) -> int:
     tuned = group_options("tuned")
     if tuned:
         console.print("tuned settings applied automatically: " + ", ".join(tuned))
+    searches = describe_options("search")
+    if searches:
+        console.print("search spaces (drl train -m search=<name>):")
+        for name, desc in searches:
+            console.print(f"  [bold cyan]{name}[/bold cyan]  {desc}")
     return 0
 
 
@@ -169,7 +176,7 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
         if key.startswith("hydra") or o.is_delete() or o.is_add() or o.is_force_add():
             continue
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
-        if key in GROUPS or key == "tuned":
+        if key in (*GROUPS, "tuned", "search"):
             options = group_options(key)
             for v in values if values is not None else [o.get_value_element_as_str()]:
                 if v not in options:
@@ -238,18 +245,33 @@ def preflight(cfg: Any) -> None:
 def _task(cfg: Any) -> float:
     """The Hydra task: typed config in, objective (final mean eval return) out."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from drlcli.config import to_train_config
     from drlcli.runner import train
+    from drlcli.sweep import write_failure
 
-    tc = to_train_config(cfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
     command = "drl train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if multirun:
+        command = "drl train " + " ".join(shlex.quote(o) for o in hc.overrides.task)
     try:
+        tc = to_train_config(cfg)
         result = train(tc, run_dir, command)
-    except DrlError as exc:
-        print(f"drl: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except Exception as exc:
+        msg = str(exc) if isinstance(exc, DrlError) else f"{type(exc).__name__}: {exc}"
+        write_failure(run_dir, msg)
+        if not multirun:
+            if isinstance(exc, DrlError):
+                print(f"drl: error: {msg}", file=sys.stderr)
+                raise SystemExit(2) from None
+            raise
+        print(f"drl: job {hc.job.num} failed: {msg}", file=sys.stderr)
+        if cfg.get("on_error", "continue") == "stop":
+            raise SystemExit(2) from None
+        return float("nan")  # Optuna records a NaN objective as a failed trial
     if result.status == "interrupted":
         # Shell convention 128 + signal number, so schedulers see the job did not finish.
         raise SystemExit(130 if result.interrupted_by == "SIGINT" else 143)
@@ -310,12 +332,90 @@ def cmd_train(argv: list[str]) -> int:
 
     register_configs()
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)
+    from drlcli import sweep
+
+    sweep.LAST_SUMMARY.clear()
     old_argv = sys.argv
     sys.argv = ["drl-train", *argv]
     try:
         app()
     finally:
         sys.argv = old_argv
+    done = ("finished", "solved", "pruned")
+    failed = [r for r in sweep.LAST_SUMMARY if r.get("status") not in done]
+    if failed:
+        print(
+            f"drl: {len(failed)} of {len(sweep.LAST_SUMMARY)} jobs did not finish.", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    import argparse
+
+    from rich.console import Console
+
+    from drlcli.evaluation import run_eval
+
+    parser = argparse.ArgumentParser(
+        prog="drl eval",
+        description="Load a run's latest checkpoint and saved config, run evaluation episodes "
+        "(deterministic by default, the same seeds as the run's own evaluations) and print the "
+        "mean and std return. Writes eval_step<N>.json (and videos/) into the run directory.",
+    )
+    parser.add_argument("run_dir", type=Path, help="a run directory (outputs/runs/...)")
+    parser.add_argument(
+        "--episodes", type=int, default=None, help="default: the run's eval.episodes"
+    )
+    parser.add_argument("--stochastic", action="store_true", help="sample actions")
+    parser.add_argument("--seed", type=int, default=None, help="default: the run's eval seed")
+    parser.add_argument("--video", action="store_true", help="record one episode as a GIF")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a specific .pt file")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    args = parser.parse_args(argv)
+    report = run_eval(
+        args.run_dir,
+        args.episodes,
+        not args.stochastic,
+        args.seed,
+        args.video,
+        args.checkpoint,
+        args.device,
+    )
+    console = Console()
+    console.print(
+        f"[bold]{report.checkpoint}[/bold] (step {report.step}): mean return "
+        f"{report.mean_return:.2f} +- {report.std_return:.2f} over {report.episodes} "
+        f"{'deterministic' if report.deterministic else 'stochastic'} episodes (seed {report.seed})"
+    )
+    if report.video:
+        console.print(f"video: {report.video}")
+    return 0
+
+
+def cmd_compare(argv: list[str]) -> int:
+    import argparse
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from drlcli.compare import compare, markdown_table
+
+    parser = argparse.ArgumentParser(
+        prog="drl compare",
+        description="Read the TensorBoard events of runs (run or multirun directories), group "
+        "runs that differ only in the seed, and write compare.png (mean curve with a 95%% "
+        "bootstrap band), compare.md and compare.csv (final return: mean, IQM, 95%% CI).",
+    )
+    parser.add_argument("paths", type=Path, nargs="+", help="run or multirun directories")
+    parser.add_argument("--metric", default="eval/mean_return", help="scalar tag to compare")
+    parser.add_argument("--out", type=Path, default=None, help="default: <first path>/compare")
+    args = parser.parse_args(argv)
+    rows, files = compare(args.paths, args.metric, args.out)
+    console = Console()
+    console.print(Markdown(markdown_table(rows, args.metric)))
+    console.print(f"wrote {files['png']}, {files['md']}, {files['csv']}")
     return 0
 
 
@@ -325,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    commands = {"train": cmd_train, "list": cmd_list}
+    commands = {"train": cmd_train, "list": cmd_list, "eval": cmd_eval, "compare": cmd_compare}
     if command not in commands:
         print(
             f"drl: error: unknown command '{command}'.{did_you_mean(command, commands)} "

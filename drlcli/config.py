@@ -80,6 +80,10 @@ class EvalConfig:
     deterministic: bool = True  # greedy / mean action
     early_stop: bool = False  # stop training once mean eval return >= target
     target_return: float | None = None  # defaults to env.solved_return
+    # Threshold pruning for searches: stop a run whose mean eval return is still below
+    # prune_below once prune_after env steps have passed (status "pruned").
+    prune_below: float | None = None
+    prune_after: int = 0
 
 
 @dataclass
@@ -105,6 +109,9 @@ class TrainConfig:
     total_timesteps: int = 100_000
     # Continue a run: its directory, or "auto" (resume when this run dir holds a checkpoint).
     resume: str | None = None
+    # In a multirun: a failing job is recorded as failed and the sweep goes on (continue), or
+    # the sweep stops (stop). A single run always exits with an error.
+    on_error: str = "continue"
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -132,3 +139,25 @@ def to_train_config(cfg: Any) -> TrainConfig:
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, TrainConfig), type(obj)
     return obj
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """A saved config (checkpoint or config.yaml) back into typed dataclasses."""
+    from omegaconf import OmegaConf
+
+    from drlcli.errors import DrlError, did_you_mean
+
+    algo = dict(data.get("algo") or {})
+    name = algo.get("name")
+    schema = ALGO_SCHEMAS.get(str(name))
+    if schema is None:
+        raise DrlError(
+            f"The saved config names algorithm '{name}', which this drlcli does not know."
+            f"{did_you_mean(str(name), ALGO_SCHEMAS)}"
+        )
+    rest = {k: v for k, v in data.items() if k != "algo"}
+    base = OmegaConf.structured(TrainConfig(algo=schema()))
+    merged = OmegaConf.merge(
+        base, rest, {"algo": OmegaConf.merge(OmegaConf.structured(schema), algo)}
+    )
+    return to_train_config(merged)

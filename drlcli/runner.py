@@ -33,7 +33,7 @@ MAX_EVAL_ENVS = 16
 @dataclass
 class RunResult:
     run_dir: str
-    status: str  # finished | solved | interrupted
+    status: str  # finished | solved | pruned | interrupted
     global_step: int
     eval_mean_return: float
     eval_std_return: float
@@ -59,6 +59,8 @@ def validate(cfg: TrainConfig) -> None:
         problems.append(
             "eval.early_stop=true needs a threshold: set eval.target_return or env.solved_return"
         )
+    if cfg.on_error not in ("continue", "stop"):
+        problems.append(f"on_error must be continue or stop (got {cfg.on_error})")
     if cfg.log.progress not in ("auto", "rich", "plain", "none"):
         problems.append(f"log.progress must be auto, rich, plain or none (got {cfg.log.progress})")
     if problems:

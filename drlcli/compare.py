@@ -1,0 +1,237 @@
+"""`drl compare PATH...`: learning curves and final-return statistics across runs.
+
+Runs are found by their ``config.yaml`` next to TensorBoard event files. Runs whose configs
+differ only in the seed (and in settings that do not change learning: logging, checkpoints,
+hardware, evaluation schedule) form one group. For each group: the mean curve of the metric
+versus env steps with a 95% bootstrap confidence band over runs, and a table of the final
+return (mean, interquartile mean, 95% bootstrap CI of the mean).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drlcli.errors import DrlError
+from drlcli.logger import flatten
+
+# Keys that do not change what is learned; runs differing only in these (and the seed) group.
+IGNORED_PREFIXES = ("seed", "resume", "on_error", "log.", "checkpoint.", "hardware.", "eval.")
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]
+    steps: np.ndarray
+    values: np.ndarray
+
+    @property
+    def final(self) -> float:
+        return float(self.values[-1])
+
+
+@dataclass
+class Group:
+    key: tuple[tuple[str, Any], ...]
+    label: str = ""
+    runs: list[Run] = field(default_factory=list)
+
+
+def find_run_dirs(paths: list[Path]) -> list[Path]:
+    found: set[Path] = set()
+    for root in paths:
+        if not root.exists():
+            raise DrlError(f"'{root}' does not exist.")
+        candidates = [root / "config.yaml"] if (root / "config.yaml").is_file() else []
+        candidates += list(root.rglob("config.yaml"))
+        for cfg in candidates:
+            if cfg.parent.name != ".hydra" and any(cfg.parent.glob("events.out.tfevents.*")):
+                found.add(cfg.parent.resolve())
+    return sorted(found)
+
+
+def read_scalar(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    if tag not in acc.Tags()["scalars"]:
+        return np.array([]), np.array([])
+    events = acc.Scalars(tag)
+    return np.array([e.step for e in events], dtype=float), np.array([e.value for e in events])
+
+
+def load_runs(paths: list[Path], metric: str) -> tuple[list[Run], list[Path]]:
+    import yaml
+
+    runs, skipped = [], []
+    for run_dir in find_run_dirs(paths):
+        steps, values = read_scalar(run_dir, metric)
+        if steps.size == 0:
+            skipped.append(run_dir)
+            continue
+        config = flatten(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        runs.append(Run(run_dir, config, steps, values))
+    return runs, skipped
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    groups: dict[tuple, Group] = {}
+    for run in runs:
+        key = tuple(
+            sorted((k, v) for k, v in run.config.items() if not k.startswith(IGNORED_PREFIXES))
+        )
+        groups.setdefault(key, Group(key)).runs.append(run)
+    out = list(groups.values())
+    # Label each group by the settings that differ between groups (or by algo/env if none).
+    all_keys = {k for g in out for k, _ in g.key}
+    varying = sorted(k for k in all_keys if len({dict(g.key).get(k) for g in out}) > 1)
+    for g in out:
+        d = dict(g.key)
+        g.label = (
+            ", ".join(f"{k}={d.get(k)}" for k in varying)
+            if varying
+            else f"{d.get('algo.name')} {d.get('env.id')}"
+        )
+    return sorted(out, key=lambda g: g.label)
+
+
+def iqm(values: np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50% (trimming floor(n/4) from each end)."""
+    x = np.sort(np.asarray(values, dtype=float))
+    cut = len(x) // 4
+    return float(x[cut : len(x) - cut].mean())
+
+
+def bootstrap_ci(
+    values: np.ndarray, rng: np.random.Generator, reps: int = 2000, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over runs (degenerate for one run)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return float(x.mean()), float(x.mean())
+    means = x[rng.integers(0, len(x), size=(reps, len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def curve_band(
+    group: Group, rng: np.random.Generator, points: int = 100
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean curve and 95% bootstrap band on a shared step grid (up to the shortest run)."""
+    end = min(r.steps[-1] for r in group.runs)
+    start = max(r.steps[0] for r in group.runs)
+    grid = np.linspace(start, end, points) if end > start else np.array([end])
+    ys = np.stack([np.interp(grid, r.steps, r.values) for r in group.runs])  # (runs, points)
+    mean = ys.mean(axis=0)
+    if len(group.runs) < 2:
+        return grid, mean, mean, mean
+    idx = rng.integers(0, len(group.runs), size=(1000, len(group.runs)))
+    boot = ys[idx].mean(axis=1)  # (reps, points)
+    lo, hi = np.quantile(boot, [0.025, 0.975], axis=0)
+    return grid, mean, lo, hi
+
+
+def summarize(groups: list[Group], seed: int = 0) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in groups:
+        finals = np.array([r.final for r in g.runs])
+        lo, hi = bootstrap_ci(finals, rng)
+        rows.append(
+            {
+                "group": g.label,
+                "runs": len(g.runs),
+                "mean": float(finals.mean()),
+                "iqm": iqm(finals),
+                "ci_low": lo,
+                "ci_high": hi,
+                "finals": [float(f) for f in finals],
+            }
+        )
+    return rows
+
+
+def write_outputs(
+    groups: list[Group], rows: list[dict[str, Any]], out_dir: Path, metric: str, seed: int = 0
+) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for g in groups:
+        grid, mean, lo, hi = curve_band(g, rng)
+        (line,) = ax.plot(grid, mean, label=f"{g.label} (n={len(g.runs)})")
+        ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: mean and 95% bootstrap CI over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    png = out_dir / "compare.png"
+    fig.savefig(png)
+    plt.close(fig)
+
+    csv_path = out_dir / "compare.csv"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["group", "runs", "mean", "iqm", "ci_low", "ci_high", "finals"])
+        for r in rows:
+            writer.writerow(
+                [
+                    r["group"],
+                    r["runs"],
+                    r["mean"],
+                    r["iqm"],
+                    r["ci_low"],
+                    r["ci_high"],
+                    " ".join(f"{v:g}" for v in r["finals"]),
+                ]
+            )
+    md = out_dir / "compare.md"
+    md.write_text(markdown_table(rows, metric))
+    return {"png": png, "csv": csv_path, "md": md}
+
+
+def markdown_table(rows: list[dict[str, Any]], metric: str) -> str:
+    lines = [
+        f"Final {metric} per group (last logged value of each run).",
+        "",
+        "| group | runs | mean | IQM | 95% CI |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['group']} | {r['runs']} | {r['mean']:.2f} | {r['iqm']:.2f} | "
+            f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}] |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def compare(paths: list[Path], metric: str, out_dir: Path | None) -> tuple[list[dict], dict]:
+    runs, skipped = load_runs(paths, metric)
+    if not runs:
+        hint = f" ({len(skipped)} run(s) have no '{metric}' scalar)" if skipped else ""
+        raise DrlError(
+            f"No runs with TensorBoard '{metric}' data under {', '.join(map(str, paths))}{hint}. "
+            "Pass run or multirun directories (e.g. outputs/multirun/<date>/<time>); "
+            "--metric charts/episodic_return uses training episodes instead of evaluations."
+        )
+    groups = group_runs(runs)
+    rows = summarize(groups)
+    out = out_dir or (paths[0] if paths[0].is_dir() else Path.cwd()) / "compare"
+    files = write_outputs(groups, rows, out, metric)
+    if any(math.isnan(r["mean"]) for r in rows):
+        raise DrlError("A group's final return is NaN; check the runs' event files.")
+    return rows, files

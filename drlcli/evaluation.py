@@ -1,0 +1,127 @@
+"""`drl eval RUN_DIR`: reload a run's checkpoint and saved config, evaluate, optionally record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drlcli import checkpoint as ckpt
+from drlcli import registry
+from drlcli.algos.base import Algorithm, EnvInfo
+from drlcli.config import TrainConfig, train_config_from_dict
+from drlcli.envs import VecEnv, eval_env_config, evaluate, make_single_env
+from drlcli.errors import DrlError
+from drlcli.hardware import resolve_device
+from drlcli.runner import MAX_EVAL_ENVS
+
+
+@dataclass
+class EvalReport:
+    checkpoint: str
+    step: int
+    episodes: int
+    deterministic: bool
+    seed: int
+    returns: list[float]
+    mean_return: float
+    std_return: float
+    video: str | None = None
+
+
+def load_run(
+    run_dir: Path, checkpoint: Path | None = None, device: str = "cpu"
+) -> tuple[TrainConfig, dict, Algorithm, torch.device]:
+    """The typed config, checkpoint state and a learner with the checkpoint's weights."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DrlError(f"'{run_dir}' is not a directory; pass a run directory under outputs/.")
+    state = ckpt.load(checkpoint) if checkpoint else ckpt.latest_loadable(run_dir / "checkpoints")
+    if checkpoint:
+        state["_path"] = str(checkpoint)
+    cfg = train_config_from_dict(state["config"])
+    dev = resolve_device(device)
+    probe = make_single_env(cfg.env)
+    info = EnvInfo(probe.observation_space, probe.action_space, cfg.env.num_envs)
+    probe.close()
+    algo = registry.build(cfg.algo, info, dev)
+    algo.load_state_dict(state["algo"])
+    return cfg, state, algo, dev
+
+
+def run_eval(
+    run_dir: Path,
+    episodes: int | None = None,
+    deterministic: bool = True,
+    seed: int | None = None,
+    video: bool = False,
+    checkpoint: Path | None = None,
+    device: str = "cpu",
+) -> EvalReport:
+    cfg, state, algo, _ = load_run(run_dir, checkpoint, device)
+    episodes = episodes or cfg.eval.episodes
+    if episodes < 1:
+        raise DrlError(f"--episodes must be at least 1, got {episodes}.")
+    # The same eval seeds as training uses, so a fixed seed reproduces its final evaluation.
+    seed = cfg.seed + 10_000 if seed is None else seed
+    env = VecEnv(
+        eval_env_config(cfg.env), min(episodes, MAX_EVAL_ENVS), seed, "sync", training=False
+    )
+    env.load_state_dict(state["env"])  # frozen observation-normalization statistics
+    try:
+        returns = evaluate(algo, env, episodes, deterministic, seed)
+    finally:
+        env.close()
+    report = EvalReport(
+        checkpoint=str(state["_path"]),
+        step=int(state["step"]),
+        episodes=episodes,
+        deterministic=deterministic,
+        seed=seed,
+        returns=returns,
+        mean_return=float(np.mean(returns)),
+        std_return=float(np.std(returns)),
+    )
+    if video:
+        report.video = str(record_episode(run_dir, cfg, state, algo, deterministic, seed))
+    out = Path(run_dir) / f"eval_step{report.step}.json"
+    out.write_text(json.dumps(report.__dict__, indent=2) + "\n")
+    return report
+
+
+def record_episode(
+    run_dir: Path, cfg: TrainConfig, state: dict, algo: Algorithm, deterministic: bool, seed: int
+) -> Path:
+    """Render one evaluation episode to an animated GIF in RUN_DIR/videos/."""
+    from PIL import Image
+
+    env_cfg = eval_env_config(cfg.env)
+    env_cfg.kwargs = {**env_cfg.kwargs, "render_mode": "rgb_array"}
+    env = VecEnv(env_cfg, 1, seed, "sync", training=False)
+    env.load_state_dict(state["env"])
+    frames = []
+    try:
+        obs = env.reset(seed=seed)
+        inner = env.env.envs[0]  # type: ignore[union-attr]
+        frames.append(inner.render())
+        while True:
+            result = env.step(algo.predict(obs, deterministic))
+            obs = result.obs
+            if result.terminated[0] or result.truncated[0]:
+                break
+            frames.append(inner.render())
+    except Exception as exc:
+        raise DrlError(f"Could not render {cfg.env.id} for a video: {exc}") from exc
+    finally:
+        env.close()
+    path = Path(run_dir) / "videos" / f"eval_step{int(state['step'])}.gif"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fps = 30
+    images = [Image.fromarray(np.asarray(f)) for f in frames if f is not None]
+    if not images:
+        raise DrlError(f"{cfg.env.id} returned no frames in rgb_array render mode.")
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path

@@ -1,6 +1,8 @@
-"""Rollout storage for on-policy algorithms. Shapes are (num_steps, num_envs, *shape)."""
+"""Rollout storage (on-policy) and replay buffers (off-policy). Shapes are (steps, envs, *shape)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,3 +77,215 @@ class RolloutBuffer:
         """(T, N, *shape) -> (T * N, *shape) view for minibatching."""
         x: torch.Tensor = getattr(self, name)
         return x.reshape(self.size, *x.shape[2:])
+
+
+class ReplayBuffer:
+    """Preallocated ring buffer of transitions from a vector env.
+
+    Rows are vector-env steps: arrays are (rows, num_envs, *shape), rows = capacity // num_envs.
+    ``next_obs`` is the true next observation, i.e. gymnasium's ``final_obs`` where an episode
+    ended, so a time-limit truncation bootstraps from the right state. ``terminated`` and
+    ``truncated`` are kept apart: only a termination cuts the bootstrap, both cut n-step sums.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        obs_shape: tuple[int, ...],
+        action_shape: tuple[int, ...],
+        action_dtype: type | np.dtype = np.float32,
+    ):
+        self.num_envs = num_envs
+        self.rows = max(capacity // num_envs, 1)
+        r, n = self.rows, num_envs
+        self.obs = np.zeros((r, n, *obs_shape), dtype=np.float32)  # (R, N, *obs) s_t
+        self.next_obs = np.zeros((r, n, *obs_shape), dtype=np.float32)  # (R, N, *obs) s_{t+1}
+        self.actions = np.zeros((r, n, *action_shape), dtype=action_dtype)  # (R, N, *act)
+        self.rewards = np.zeros((r, n), dtype=np.float32)  # (R, N)
+        self.terminated = np.zeros((r, n), dtype=bool)  # (R, N)
+        self.truncated = np.zeros((r, n), dtype=bool)  # (R, N)
+        self.pos = 0  # next row to write
+        self.full = False
+
+    @property
+    def capacity(self) -> int:
+        return self.rows * self.num_envs
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (
+            self.obs,
+            self.next_obs,
+            self.actions,
+            self.rewards,
+            self.terminated,
+            self.truncated,
+        )
+        return sum(a.nbytes for a in arrays)
+
+    def __len__(self) -> int:
+        return (self.rows if self.full else self.pos) * self.num_envs
+
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> int:
+        """Store one vector step; returns the row written."""
+        row = self.pos
+        self.obs[row] = obs
+        self.actions[row] = actions
+        self.rewards[row] = rewards
+        self.next_obs[row] = next_obs
+        self.terminated[row] = terminated
+        self.truncated[row] = truncated
+        self.pos = (self.pos + 1) % self.rows
+        self.full = self.full or self.pos == 0
+        return row
+
+    def sample_index(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """Uniform flat indices (row * num_envs + env) over the stored transitions."""
+        return rng.integers(0, len(self), size=batch_size)
+
+    def gather(
+        self, flat_idx: np.ndarray, n_step: int = 1, gamma: float = 0.99
+    ) -> dict[str, np.ndarray]:
+        """The transitions at ``flat_idx``; with ``n_step > 1`` the n-step return, the state n
+        steps ahead (or where the episode ended) and its discount gamma^k."""
+        from drlcli.returns import nstep_returns
+
+        rows, envs = np.divmod(flat_idx, self.num_envs)
+        out = {"obs": self.obs[rows, envs], "actions": self.actions[rows, envs]}
+        if n_step == 1:
+            out["rewards"] = self.rewards[rows, envs]
+            out["next_obs"] = self.next_obs[rows, envs]
+            out["terminated"] = self.terminated[rows, envs]
+            out["discounts"] = np.full(len(flat_idx), gamma, dtype=np.float32)
+            return out
+        # Transitions from rows onward, never past the newest row (pos - 1).
+        available = (self.pos - 1 - rows) % self.rows + 1
+        ks = np.arange(n_step)
+        seq_rows = (rows[:, None] + ks) % self.rows  # (B, n)
+        valid = ks[None, :] < available[:, None]
+        ret, last, term = nstep_returns(
+            self.rewards[seq_rows, envs[:, None]],
+            self.terminated[seq_rows, envs[:, None]],
+            self.truncated[seq_rows, envs[:, None]],
+            valid,
+            gamma,
+        )
+        end_rows = (rows + last) % self.rows
+        out["rewards"] = ret.astype(np.float32)
+        out["next_obs"] = self.next_obs[end_rows, envs]
+        out["terminated"] = term
+        out["discounts"] = (gamma ** (last + 1)).astype(np.float32)
+        return out
+
+    _ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
+
+    def state_dict(self) -> dict:
+        """The filled rows only (a fresh 1M-transition buffer costs nothing to save)."""
+        filled = self.rows if self.full else self.pos
+        state: dict[str, Any] = {
+            name: torch.from_numpy(getattr(self, name)[:filled].copy()) for name in self._ARRAYS
+        }
+        state.update(pos=self.pos, full=self.full, rows=self.rows)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["rows"]) != self.rows:
+            raise ValueError(f"replay buffer has {state['rows']} rows, expected {self.rows}")
+        for name in self._ARRAYS:
+            src = state[name].numpy()
+            getattr(self, name)[: len(src)] = src
+        self.pos = int(state["pos"])
+        self.full = bool(state["full"])
+
+
+class SumTree:
+    """Binary sum tree over ``capacity`` leaves: O(log n) batched update and prefix-sum search."""
+
+    def __init__(self, capacity: int):
+        self.leaves = 1
+        while self.leaves < capacity:
+            self.leaves *= 2
+        self.tree = np.zeros(2 * self.leaves, dtype=np.float64)  # node i: children 2i, 2i+1
+
+    @property
+    def total(self) -> float:
+        return float(self.tree[1])
+
+    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+        return self.tree[np.asarray(idx) + self.leaves]
+
+    def update(self, idx: np.ndarray, values: np.ndarray) -> None:
+        nodes = np.asarray(idx) + self.leaves
+        self.tree[nodes] = values
+        nodes = np.unique(nodes // 2)
+        while nodes[0] >= 1:
+            self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
+            if nodes[0] == 1:
+                break
+            nodes = np.unique(nodes // 2)
+
+    def find(self, values: np.ndarray) -> np.ndarray:
+        """Leaf index i with prefix_sum(i) <= value < prefix_sum(i + 1), for each value."""
+        values = np.array(values, dtype=np.float64)
+        nodes = np.ones(len(values), dtype=np.int64)
+        while nodes[0] < self.leaves:
+            left = 2 * nodes
+            left_sum = self.tree[left]
+            right = values >= left_sum
+            values = np.where(right, values - left_sum, values)
+            nodes = np.where(right, left + 1, left)
+        return nodes - self.leaves
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Proportional prioritized replay (Schaul et al. 2016): P(i) = p_i / sum p, with
+    p_i = (|delta_i| + eps)^alpha; importance weights (N P(i))^-beta normalized by the batch max."""
+
+    def __init__(self, *args: Any, alpha: float = 0.6, eps: float = 1e-6, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.alpha = alpha
+        self.eps = eps
+        self.tree = SumTree(self.capacity)
+        self.max_priority = 1.0  # new transitions get the largest priority seen
+
+    def add(self, *args: Any, **kwargs: Any) -> int:
+        row = super().add(*args, **kwargs)
+        flat = row * self.num_envs + np.arange(self.num_envs)
+        self.tree.update(flat, np.full(self.num_envs, self.max_priority))
+        return row
+
+    def sample_index(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        # Stratified: one draw from each of batch_size equal slices of the total priority.
+        bounds = (np.arange(batch_size) + rng.random(batch_size)) * (self.tree.total / batch_size)
+        idx = self.tree.find(bounds)
+        return np.minimum(idx, len(self) - 1)
+
+    def weights(self, flat_idx: np.ndarray, beta: float) -> np.ndarray:
+        probs = self.tree[flat_idx] / self.tree.total
+        w = (len(self) * probs) ** (-beta)
+        return (w / w.max()).astype(np.float32)
+
+    def update_priorities(self, flat_idx: np.ndarray, td_errors: np.ndarray) -> None:
+        p = (np.abs(td_errors) + self.eps) ** self.alpha
+        self.tree.update(flat_idx, p)
+        self.max_priority = max(self.max_priority, float(p.max()))
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["tree"] = torch.from_numpy(self.tree.tree.copy())
+        state["max_priority"] = self.max_priority
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.tree.tree[...] = state["tree"].numpy()
+        self.max_priority = float(state["max_priority"])

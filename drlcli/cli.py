@@ -235,10 +235,9 @@ def preflight(cfg: Any) -> None:
         check_compatible(tc.algo.name, probe.observation_space, probe.action_space)
     finally:
         probe.close()
-    if tc.algo.name == "ppo":
-        from drlcli.algos.ppo import validate_ppo
+    from drlcli.registry import validate as validate_algo
 
-        validate_ppo(tc.algo, tc.env.num_envs)
+    validate_algo(tc.algo, tc.env.num_envs)
 
 
 # --- train ------------------------------------------------------------------------------------

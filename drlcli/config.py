@@ -74,6 +74,79 @@ class PPOConfig:
 
 
 @dataclass
+class OffPolicyConfig:
+    """Settings every replay-based algorithm shares."""
+
+    buffer_size: int = 1_000_000  # transitions kept (summed over envs)
+    learning_starts: int = 100  # env steps of uniformly random actions before learning
+    batch_size: int = 256
+    train_freq: int = 1  # vector env steps between learning phases
+    gradient_steps: int = 1  # gradient steps per learning phase
+    gamma: float = 0.99
+    learning_rate: float = 3e-4
+    tau: float = 0.005  # polyak coefficient for target networks (1.0 = hard copy)
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    activation: str = "relu"
+    save_replay: bool = True  # put the replay buffer in checkpoints (exact resume; size logged)
+
+
+@dataclass
+class DQNConfig(OffPolicyConfig):
+    """DQN (Mnih et al. 2015) with Double (van Hasselt 2016), Dueling (Wang 2016), prioritized
+    replay (Schaul 2016) and n-step returns as switches."""
+
+    name: str = "dqn"
+    learning_rate: float = 1e-4
+    buffer_size: int = 100_000
+    learning_starts: int = 1000
+    batch_size: int = 32
+    train_freq: int = 4
+    target_update_interval: int = 1000  # env steps between target updates
+    tau: float = 1.0  # 1.0 = hard copy every target_update_interval steps
+    exploration_fraction: float = 0.1  # share of the budget over which epsilon decays
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.05
+    max_grad_norm: float = 10.0
+    loss: str = "huber"  # huber | mse
+    double: bool = False  # online net picks a', target net values it
+    dueling: bool = False  # Q = V + A - mean(A)
+    prioritized: bool = False  # proportional prioritized replay
+    per_alpha: float = 0.6  # priority exponent
+    per_beta: float = 0.4  # initial importance-sampling exponent, annealed to 1
+    per_eps: float = 1e-6  # added to |TD error|
+    n_step: int = 1  # n-step returns
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+
+
+@dataclass
+class SACConfig(OffPolicyConfig):
+    """Soft Actor-Critic (Haarnoja et al. 2018, arXiv:1812.05905): squashed Gaussian actor, twin
+    critics, automatic entropy temperature."""
+
+    name: str = "sac"
+    ent_coef: str = "auto"  # "auto" (tuned to target entropy -|A|) or a fixed alpha, e.g. "0.2"
+    ent_coef_init: float = 1.0  # initial alpha when tuned
+    target_update_interval: int = 1  # gradient steps between polyak updates
+
+
+@dataclass
+class TD3Config(OffPolicyConfig):
+    """TD3 (Fujimoto et al. 2018): twin critics with the min target, target policy smoothing,
+    delayed actor updates. DDPG (Lillicrap et al. 2016) is the same machinery with one critic,
+    no smoothing and no delay (conf/algo/ddpg.yaml)."""
+
+    name: str = "td3"
+    twin_critics: bool = True
+    policy_delay: int = 2  # critic updates per actor update
+    target_policy_noise: float = 0.2  # smoothing noise std (actions scaled to [-1, 1])
+    target_noise_clip: float = 0.5
+    action_noise: str = "normal"  # normal | ou (Ornstein-Uhlenbeck) exploration noise
+    action_noise_std: float = 0.1  # in the [-1, 1] action scale
+    ou_theta: float = 0.15
+    ou_dt: float = 0.01
+
+
+@dataclass
 class EvalConfig:
     every: int = 10_000  # env steps between evaluations (0 = only at the end)
     episodes: int = 10  # episodes per evaluation, on a separate env
@@ -119,7 +192,13 @@ class TrainConfig:
 
 # Algorithm schemas by config name. A variant config (e.g. a tuned PPO) extends its base YAML
 # rather than adding a schema here.
-ALGO_SCHEMAS: dict[str, type] = {"ppo": PPOConfig}
+ALGO_SCHEMAS: dict[str, type] = {
+    "ppo": PPOConfig,
+    "dqn": DQNConfig,
+    "sac": SACConfig,
+    "td3": TD3Config,
+    "ddpg": TD3Config,
+}
 
 
 def register_configs() -> None:

@@ -156,6 +156,7 @@ class _StackedMLPFn(torch.autograd.Function):
             if gi is not None:
                 g[i, :, :d] = gi
         out: list[torch.Tensor | None] = [None] * (2 * mlp.num_layers)
+        grad_x = None
         for layer in range(mlp.num_layers - 1, -1, -1):
             w = mlp._wb[layer][0]
             h_in = acts[layer]
@@ -167,7 +168,10 @@ class _StackedMLPFn(torch.autograd.Function):
                     g = torch.ops.aten.tanh_backward(g, h_in)
                 else:
                     g = torch.ops.aten.threshold_backward(g, h_in, 0)
-        return (None, None, *out)
+            elif ctx.needs_input_grad[0]:
+                # The input feeds every net (e.g. a critic's action input): sum over nets.
+                grad_x = torch.bmm(g, w.transpose(1, 2)).sum(0)
+        return (grad_x, None, *out)
 
 
 class StackedMLP(nn.Module):

@@ -13,17 +13,40 @@ from drlcli.algos.base import Algorithm, EnvInfo
 from drlcli.errors import DrlError, did_you_mean
 
 
-def _ppo(cfg: Any, env_info: EnvInfo, device: torch.device) -> Algorithm:
-    from drlcli.algos.ppo import PPO
+def _lazy(module: str, cls: str) -> Callable[[Any, EnvInfo, torch.device], Algorithm]:
+    def build(cfg: Any, env_info: EnvInfo, device: torch.device) -> Algorithm:
+        import importlib
 
-    return PPO(cfg, env_info, device)
+        algo: Algorithm = getattr(importlib.import_module(module), cls)(cfg, env_info, device)
+        return algo
+
+    return build
 
 
-ALGORITHMS: dict[str, Callable[[Any, EnvInfo, torch.device], Algorithm]] = {"ppo": _ppo}
+ALGORITHMS: dict[str, Callable[[Any, EnvInfo, torch.device], Algorithm]] = {
+    "ppo": _lazy("drlcli.algos.ppo", "PPO"),
+    "dqn": _lazy("drlcli.algos.dqn", "DQN"),
+    "sac": _lazy("drlcli.algos.sac", "SAC"),
+    "td3": _lazy("drlcli.algos.td3", "TD3"),
+    "ddpg": _lazy("drlcli.algos.td3", "TD3"),
+}
 
 
 # Action spaces each implementation supports (observation spaces: flat Box for the MLPs).
-ACTION_SPACES: dict[str, tuple[type, ...]] = {"ppo": (gym.spaces.Discrete, gym.spaces.Box)}
+_BOX = (gym.spaces.Box,)
+ACTION_SPACES: dict[str, tuple[type, ...]] = {
+    "ppo": (gym.spaces.Discrete, gym.spaces.Box),
+    "dqn": (gym.spaces.Discrete,),
+    "sac": _BOX,
+    "td3": _BOX,
+    "ddpg": _BOX,
+}
+HINTS = {
+    "dqn": "DQN picks among discrete actions; for continuous actions use sac, td3 or ddpg.",
+    "sac": "SAC acts in continuous (Box) spaces; for discrete actions use dqn or ppo.",
+    "td3": "TD3 acts in continuous (Box) spaces; for discrete actions use dqn or ppo.",
+    "ddpg": "DDPG acts in continuous (Box) spaces; for discrete actions use dqn or ppo.",
+}
 
 
 def check_compatible(name: str, observation_space: gym.Space, action_space: gym.Space) -> None:
@@ -35,7 +58,8 @@ def check_compatible(name: str, observation_space: gym.Space, action_space: gym.
         names = " or ".join(t.__name__ for t in supported)
         raise DrlError(
             f"algo={name} cannot act in the action space {action_space}: it supports {names} "
-            "(1-D Box) action spaces. Pick another algorithm or env (`drl list`)."
+            f"action spaces (Box: 1-D). {HINTS.get(name, '')} Pick another algorithm or env "
+            "(`drl list`)."
         )
     if not isinstance(observation_space, gym.spaces.Box):
         raise DrlError(
@@ -53,3 +77,16 @@ def build(cfg: Any, env_info: EnvInfo, device: torch.device) -> Algorithm:
         )
     check_compatible(name, env_info.observation_space, env_info.action_space)
     return ALGORITHMS[name](cfg, env_info, device)
+
+
+def validate(cfg: Any, num_envs: int) -> None:
+    """Settings checks that need no env or network: run before anything is built."""
+    name = getattr(cfg, "name", None)
+    if name == "ppo":
+        from drlcli.algos.ppo import validate_ppo
+
+        validate_ppo(cfg, num_envs)
+    elif name in ("dqn", "sac", "td3", "ddpg"):
+        from drlcli.algos.offpolicy import validate_offpolicy
+
+        validate_offpolicy(cfg, num_envs)

@@ -11,6 +11,7 @@ Conventions shared by every function here, so that time limits never leak into t
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -74,3 +75,39 @@ def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
     if var_y.item() == 0:
         return float("nan")
     return float(1.0 - torch.var(y_true - y_pred) / var_y)
+
+
+def nstep_returns(
+    rewards: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    valid: np.ndarray,
+    gamma: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n-step returns for windows of consecutive transitions of one env, shapes (B, n).
+
+    The sum G = sum_{k<=K} gamma^k r_k stops at the first step K that terminated or was
+    truncated, or at the last valid step. Returns (G, K, terminated_K): the caller bootstraps
+    with gamma^(K+1) * Q(next_obs_K) unless terminated_K (a truncation still bootstraps, from the
+    final observation stored as next_obs).
+    """
+    batch, n = rewards.shape
+    ret = np.zeros(batch, dtype=np.float64)
+    last = np.zeros(batch, dtype=np.int64)
+    alive = valid[:, 0].copy()
+    for k in range(n):
+        active = alive & valid[:, k]
+        ret += np.where(active, gamma**k * rewards[:, k], 0.0)
+        last = np.where(active, k, last)
+        alive = active & ~(terminated[:, k] | truncated[:, k])
+    term = terminated[np.arange(batch), last]
+    return ret, last, term
+
+
+def polyak_update(target: torch.Tensor, online: torch.Tensor, tau: float) -> None:
+    """target <- (1 - tau) target + tau online, in place (tau = 1 copies)."""
+    with torch.no_grad():
+        if tau >= 1.0:
+            target.copy_(online)
+        else:
+            target.lerp_(online, tau)

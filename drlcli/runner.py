@@ -276,11 +276,14 @@ def _train_loop(
         f"drl: training {cfg.algo.name} on {cfg.env.id} ({cfg.env.num_envs} envs, seed "
         f"{cfg.seed}) on {resolved.device} with {resolved.torch_threads} thread(s) -> {run_dir}"
     )
+    for line in getattr(algo, "summary_lines", list)():
+        logger.line(line)
 
     target = cfg.eval.target_return if cfg.eval.target_return is not None else cfg.env.solved_return
     status = "finished"
     solved_at: int | None = None
     eval_returns: list[float] = []
+    last_eval_step = -1
     t0 = time.perf_counter()
 
     def save(step: int) -> None:
@@ -335,6 +338,7 @@ def _train_loop(
                     schedule["next_log"] = step + cfg.log.every
                 if step >= schedule["next_eval"]:
                     eval_returns = run_evaluation(algo, env, eval_env, cfg)
+                    last_eval_step = step
                     logger.eval_result(
                         step,
                         float(np.mean(eval_returns)),
@@ -368,7 +372,7 @@ def _train_loop(
         if status == "interrupted":
             # Checkpoint first: a preempted job may get little time before SIGKILL.
             save(step)
-        elif status == "finished" or not eval_returns:
+        elif (status == "finished" and last_eval_step != step) or not eval_returns:
             eval_returns = run_evaluation(algo, env, eval_env, cfg)
             logger.eval_result(
                 step, float(np.mean(eval_returns)), float(np.std(eval_returns)), len(eval_returns)

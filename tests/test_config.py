@@ -31,13 +31,24 @@ def test_defaults():
     assert (cfg.algo.num_steps, cfg.algo.update_epochs, cfg.algo.gamma) == (32, 20, 0.98)
 
 
+DISCRETE_ONLY = {"dqn", "double_dqn", "dueling_dqn", "rainbow_lite"}
+CONTINUOUS_ONLY = {"sac", "td3", "ddpg"}
+DISCRETE_ENVS = {"cartpole", "acrobot"}
+
+
 @pytest.mark.parametrize("algo,env,hw", list(itertools.product(ALGOS, ENVS, HARDWARE)))
 def test_every_combination_composes_or_fails_clearly(algo, env, hw):
     overrides = [f"algo={algo}", f"env={env}", f"hardware={hw}"]
     composed = cli.check_overrides(overrides, multirun=False)
     assert composed.env.id
+    mismatch = (algo in DISCRETE_ONLY and env not in DISCRETE_ENVS) or (
+        algo in CONTINUOUS_ONLY and env in DISCRETE_ENVS
+    )
     if hw == "cuda" and not torch.cuda.is_available():
         with pytest.raises(DrlError, match=r"CUDA is not available.*hardware=cpu"):
+            cli.preflight(composed)
+    elif mismatch:
+        with pytest.raises(DrlError, match=r"cannot act in the action space"):
             cli.preflight(composed)
     else:
         cli.preflight(composed)

@@ -134,3 +134,18 @@ def test_sample_and_log_prob_consistent_with_log_prob():
     params = (torch.randn(50, 2), torch.randn(2))
     a, lp = g.sample_and_log_prob(params)
     torch.testing.assert_close(lp, g.log_prob(params, a), atol=1e-5, rtol=1e-5)
+
+
+def test_stacked_mlp_fused_input_gradient():
+    """Critics take the actor's action as input: the gradient must reach it."""
+    from drlcli.networks import StackedMLP
+
+    torch.manual_seed(2)
+    net = StackedMLP(2, 5, [32, 32], [1, 1], "relu")
+    x = torch.randn(40, 5, requires_grad=True)
+    q1, q2 = net(x)
+    (g_fused,) = torch.autograd.grad((q1 * 2 + q2).sum(), x)
+    net._fused_ok = False
+    q1, q2 = net(x)
+    (g_ref,) = torch.autograd.grad((q1 * 2 + q2).sum(), x)
+    torch.testing.assert_close(g_fused, g_ref, atol=1e-6, rtol=1e-5)

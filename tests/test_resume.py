@@ -57,10 +57,45 @@ def scalar_steps(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
-def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path):
+SAC_ARGS = [
+    "algo=sac",
+    "env=pendulum",
+    "total_timesteps=3000",
+    "algo.learning_starts=500",
+    "algo.hidden_sizes=[32,32]",
+    "eval.every=1000",
+    "eval.episodes=2",
+    "checkpoint.every=1000",
+    "log.every=100",
+    "log.progress=plain",
+    "log.console_every_s=0",
+    "hardware.torch_threads=1",
+]
+RUNS = {"ppo": (COMMON, STEPS), "sac": (SAC_ARGS, 3000)}
+
+
+def assert_same_tensors(a, b, path=""):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{path} differs"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same_tensors(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tensors(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+@pytest.mark.parametrize("algo", sorted(RUNS))
+def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path, algo):
+    """PPO and SAC (replay buffer included): kill with SIGTERM halfway, resume, and end with
+    bit-identical parameters, optimizer and replay state and the same TensorBoard curves."""
+    args, total = RUNS[algo]
     straight = tmp_path / "straight"
     out = subprocess.run(
-        [drl, "train", *COMMON, f"hydra.run.dir={straight}"],
+        [drl, "train", *args, f"hydra.run.dir={straight}"],
         cwd=tmp_path,
         env=clean_env,
         capture_output=True,
@@ -70,19 +105,19 @@ def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
 
     resumed = tmp_path / "resumed"
-    proc = popen(drl, [*COMMON, f"hydra.run.dir={resumed}"], tmp_path, clean_env)
+    proc = popen(drl, [*args, f"hydra.run.dir={resumed}"], tmp_path, clean_env)
     lines = []
     assert proc.stdout is not None
     for line in proc.stdout:
         lines.append(line)
-        if line.startswith("step") and int(line.split()[1].split("/")[0]) >= STEPS // 2:
+        if line.startswith("step") and int(line.split()[1].split("/")[0]) >= total // 2:
             proc.send_signal(signal.SIGTERM)
             break
     rest = proc.communicate(timeout=120)[0]
     assert proc.returncode == 143, "".join(lines) + rest
     assert "Resume with:" in rest and f"drl train resume={resumed}" in rest
     stopped_at = final_state(resumed)["step"]
-    assert STEPS // 2 <= stopped_at < STEPS
+    assert total // 2 <= stopped_at < total
 
     out = subprocess.run(
         [drl, "train", f"resume={resumed}"],
@@ -96,11 +131,14 @@ def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path):
     assert "resumed from" in out.stdout and "episodes restarted" not in out.stdout
 
     a, b = final_state(straight), final_state(resumed)
-    assert a["step"] == b["step"] >= STEPS
-    for key, tensor in a["algo"]["policy"].items():
-        assert torch.equal(tensor, b["algo"]["policy"][key]), f"parameter {key} differs"
+    assert a["step"] == b["step"] >= total
+    assert_same_tensors(a["algo"], b["algo"])  # networks, optimizers, replay, RNG
     # One continuous curve: the same steps and values, no duplicates, nothing missing.
-    for tag in ("charts/learning_rate", "losses/value_loss", "eval/mean_return"):
+    tags = {
+        "ppo": ("charts/learning_rate", "losses/value_loss", "eval/mean_return"),
+        "sac": ("losses/critic_loss", "losses/alpha", "eval/mean_return"),
+    }[algo]
+    for tag in tags:
         assert scalar_steps(resumed, tag) == scalar_steps(straight, tag), tag
     info = json.loads((resumed / "run_info.json").read_text())
     assert info["resumes"][0]["from_step"] == stopped_at

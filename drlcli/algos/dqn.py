@@ -1,0 +1,188 @@
+"""DQN (Mnih et al. 2015) and its switches.
+
+    y = r^(n) + gamma^n * (1 - terminated) * Q_target(s', a*),
+    a* = argmax_a Q_target(s', a)          (vanilla)
+    a* = argmax_a Q_online(s', a)          (double: van Hasselt et al. 2016)
+
+Dueling heads (Wang et al. 2016) compute Q = V + A - mean(A). Prioritized replay (Schaul et al.
+2016) samples by |TD error| and weights the loss by importance weights, beta annealed to 1.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drlcli.algos.base import EnvInfo
+from drlcli.algos.offpolicy import OffPolicy
+from drlcli.buffers import PrioritizedReplayBuffer
+from drlcli.config import DQNConfig
+from drlcli.errors import DrlError
+from drlcli.networks import FlatParams, mlp
+from drlcli.returns import polyak_update
+
+
+def double_dqn_target(
+    q_online_next: torch.Tensor,
+    q_target_next: torch.Tensor,
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    discounts: torch.Tensor,
+    double: bool,
+) -> torch.Tensor:
+    """TD target from next-state Q values (B, A) of the online and target networks."""
+    if double:
+        best = q_online_next.argmax(dim=1, keepdim=True)
+        next_q = q_target_next.gather(1, best).squeeze(1)
+    else:
+        next_q = q_target_next.max(dim=1).values
+    return rewards + discounts * (1.0 - terminated.float()) * next_q
+
+
+class QNetwork(nn.Module):
+    def __init__(
+        self, in_dim: int, n_actions: int, hidden: list[int], activation: str, dueling: bool
+    ):
+        super().__init__()
+        self.dueling = dueling
+        if dueling:
+            self.torso = mlp(in_dim, hidden, None, activation, ortho=False)
+            width = self.torso.out_features
+            self.value = nn.Linear(width, 1)
+            self.advantage = nn.Linear(width, n_actions)
+        else:
+            self.q = mlp(in_dim, hidden, n_actions, activation, ortho=False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.reshape(obs.shape[0], -1)
+        if not self.dueling:
+            return self.q(x)
+        h = self.torso(x)
+        adv = self.advantage(h)
+        return self.value(h) + adv - adv.mean(dim=1, keepdim=True)
+
+
+class DQN(OffPolicy):
+    def __init__(self, cfg: DQNConfig, env_info: EnvInfo, device: torch.device):
+        super().__init__(cfg, env_info, device)
+        self.cfg: DQNConfig = cfg
+        if not isinstance(env_info.action_space, gym.spaces.Discrete):
+            raise DrlError(
+                f"algo=dqn needs a Discrete action space, got {env_info.action_space}; "
+                "use sac, td3 or ddpg for continuous actions."
+            )
+        if cfg.n_step < 1 or cfg.loss not in ("huber", "mse"):
+            raise DrlError("algo.n_step must be >= 1 and algo.loss huber or mse.")
+        self.n_actions = int(env_info.action_space.n)
+        self.q = QNetwork(
+            self.obs_dim, self.n_actions, cfg.hidden_sizes, cfg.activation, cfg.dueling
+        ).to(device)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.flat = FlatParams(list(self.q.parameters()))
+        self.flat_target = FlatParams(list(self.q_target.parameters()))
+        self.optimizer = torch.optim.Adam([self.flat.param], lr=cfg.learning_rate, fused=True)
+        self.replay = self.make_replay(
+            (),
+            np.int64,
+            cfg.prioritized,
+            **({"alpha": cfg.per_alpha, "eps": cfg.per_eps} if cfg.prioritized else {}),
+        )
+        self.last_target_update = 0
+        self.epsilon = cfg.exploration_initial_eps
+        self.progress = 0.0
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"q": self.q}
+
+    def epsilon_at(self, progress: float) -> float:
+        cfg = self.cfg
+        frac = min(progress / cfg.exploration_fraction, 1.0) if cfg.exploration_fraction > 0 else 1
+        return cfg.exploration_initial_eps + frac * (
+            cfg.exploration_final_eps - cfg.exploration_initial_eps
+        )
+
+    def explore(self, obs: np.ndarray, random: bool) -> tuple[np.ndarray, np.ndarray]:
+        n = len(obs)
+        self.epsilon = 1.0 if random else self.epsilon_at(self.progress)
+        actions = self.rng.integers(0, self.n_actions, size=n)
+        greedy = self.rng.random(n) >= self.epsilon
+        if greedy.any():
+            actions[greedy] = self.predict(obs[greedy])
+        return actions, actions
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        with torch.inference_mode():
+            q = self.q(torch.as_tensor(obs, device=self.device))
+        return q.argmax(dim=1).cpu().numpy()
+
+    def learn(self, gradient_steps: int) -> dict[str, float]:
+        cfg = self.cfg
+        if self.env_steps - self.last_target_update >= cfg.target_update_interval:
+            polyak_update(self.flat_target.param, self.flat.param, cfg.tau)
+            self.last_target_update = self.env_steps
+        per = isinstance(self.replay, PrioritizedReplayBuffer)
+        beta = cfg.per_beta + (1.0 - cfg.per_beta) * min(self.progress, 1.0)
+        losses, qs = [], []
+        for _ in range(gradient_steps):
+            idx = self.replay.sample_index(cfg.batch_size, self.rng)
+            b = self.batch(idx, cfg.n_step)
+            with torch.no_grad():
+                next_target = self.q_target(b["next_obs"])
+                next_online = self.q(b["next_obs"]) if cfg.double else next_target
+                y = double_dqn_target(
+                    next_online,
+                    next_target,
+                    b["rewards"],
+                    b["terminated"],
+                    b["discounts"],
+                    cfg.double,
+                )
+            q = self.q(b["obs"]).gather(1, b["actions"].long().unsqueeze(1)).squeeze(1)
+            if cfg.loss == "huber":
+                elementwise = F.smooth_l1_loss(q, y, reduction="none")
+            else:
+                elementwise = F.mse_loss(q, y, reduction="none")
+            if per:
+                assert isinstance(self.replay, PrioritizedReplayBuffer)
+                w = torch.as_tensor(self.replay.weights(idx, beta), device=self.device)
+                loss = (w * elementwise).mean()
+            else:
+                loss = elementwise.mean()
+            self.flat.zero_grad()
+            loss.backward()
+            self.flat.clip_grad_norm_(cfg.max_grad_norm)
+            self.optimizer.step()
+            if isinstance(self.replay, PrioritizedReplayBuffer):
+                self.replay.update_priorities(idx, (q.detach() - y).abs().cpu().numpy())
+            losses.append(loss.detach())
+            qs.append(q.detach().mean())
+            self.grad_steps += 1
+        out = {"charts/epsilon": self.epsilon, "charts/gradient_steps": float(self.grad_steps)}
+        if losses:
+            out["losses/td_loss"] = float(torch.stack(losses).mean())
+            out["losses/q_values"] = float(torch.stack(qs).mean())
+        if per:
+            out["charts/per_beta"] = beta
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "q": self.q.state_dict(),
+            "q_target": self.q_target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "last_target_update": self.last_target_update,
+            "offpolicy": self.replay_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state["q_target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.last_target_update = int(state["last_target_update"])
+        self.load_replay_state(state["offpolicy"])

@@ -1,0 +1,151 @@
+"""Shared plumbing for replay-based algorithms: collection into the replay buffer, warm-up,
+learning phases, checkpointing of the buffer. Each algorithm adds ``explore`` and ``learn``."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from drlcli.algos.base import Algorithm, EnvInfo
+from drlcli.buffers import PrioritizedReplayBuffer, ReplayBuffer
+from drlcli.config import OffPolicyConfig
+from drlcli.envs import VecEnv
+from drlcli.errors import DrlError
+from drlcli.networks import obs_dim
+
+
+def validate_offpolicy(cfg: OffPolicyConfig, num_envs: int) -> None:
+    problems = []
+    if cfg.learning_rate <= 0:
+        problems.append(f"algo.learning_rate must be > 0 (got {cfg.learning_rate})")
+    if cfg.batch_size < 1:
+        problems.append(f"algo.batch_size must be >= 1 (got {cfg.batch_size})")
+    if cfg.buffer_size < max(cfg.batch_size, num_envs):
+        problems.append(
+            f"algo.buffer_size={cfg.buffer_size} must hold at least one batch "
+            f"(algo.batch_size={cfg.batch_size}) and one step of {num_envs} envs"
+        )
+    if cfg.train_freq < 1 or cfg.gradient_steps < 0:
+        problems.append("algo.train_freq must be >= 1 and algo.gradient_steps >= 0")
+    if not 0 < cfg.tau <= 1:
+        problems.append(f"algo.tau must lie in (0, 1] (got {cfg.tau})")
+    if not 0 <= cfg.gamma <= 1:
+        problems.append(f"algo.gamma must lie in [0, 1] (got {cfg.gamma})")
+    if problems:
+        raise DrlError(f"Invalid {cfg.__class__.__name__} settings: " + "; ".join(problems) + ".")
+
+
+class OffPolicy(Algorithm):
+    def __init__(self, cfg: OffPolicyConfig, env_info: EnvInfo, device: torch.device):
+        super().__init__(cfg, env_info, device)
+        validate_offpolicy(cfg, env_info.num_envs)
+        self.cfg: OffPolicyConfig = cfg
+        self.obs_dim = obs_dim(env_info.observation_space)
+        self.rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+        self.env_steps = 0  # env steps seen by this learner (for schedules)
+        self.total_steps = 1  # set by the runner through `progress`
+        self.grad_steps = 0
+
+    def make_replay(
+        self,
+        action_shape: tuple[int, ...],
+        action_dtype: Any,
+        prioritized: bool = False,
+        **per: Any,
+    ) -> ReplayBuffer:
+        obs_shape = tuple(self.env_info.observation_space.shape or ())
+        cls = PrioritizedReplayBuffer if prioritized else ReplayBuffer
+        return cls(
+            self.cfg.buffer_size,
+            self.env_info.num_envs,
+            obs_shape,
+            action_shape,
+            action_dtype,
+            **per,
+        )
+
+    def summary_lines(self) -> list[str]:
+        replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
+        kind = "prioritized replay" if isinstance(replay, PrioritizedReplayBuffer) else "replay"
+        saved = "saved with checkpoints" if self.cfg.save_replay else "not checkpointed"
+        return [
+            f"drl: {kind} buffer: {replay.capacity:,} transitions, "
+            f"{replay.nbytes / 2**20:.1f} MiB preallocated ({saved})"
+        ]
+
+    # --- experience ----------------------------------------------------------------------
+    @abstractmethod
+    def explore(self, obs: np.ndarray, random: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(action for the env, action to store) for a batch of observations."""
+
+    def collect(self, env: VecEnv) -> None:
+        replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
+        for _ in range(self.cfg.train_freq):
+            obs = env.obs if env.obs is not None else env.reset()
+            warmup = env.global_step < self.cfg.learning_starts
+            env_action, stored = self.explore(obs, warmup)
+            result = env.step(env_action)
+            replay.add(
+                obs, stored, result.reward, result.final_obs, result.terminated, result.truncated
+            )
+            self.on_step(result.terminated | result.truncated)
+        self.env_steps = env.global_step
+
+    def on_step(self, done: np.ndarray) -> None:
+        """Hook after every vector step (e.g. to reset exploration noise of finished envs)."""
+
+    # --- learning ------------------------------------------------------------------------
+    def update(self, progress: float) -> dict[str, float]:
+        replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
+        self.progress = progress
+        if self.env_steps < self.cfg.learning_starts or len(replay) < self.cfg.batch_size:
+            return {}
+        return self.learn(self.cfg.gradient_steps)
+
+    @abstractmethod
+    def learn(self, gradient_steps: int) -> dict[str, float]: ...
+
+    def batch(self, idx: np.ndarray, n_step: int = 1) -> dict[str, torch.Tensor]:
+        replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
+        data = replay.gather(idx, n_step, self.cfg.gamma)
+        return {k: torch.as_tensor(v, device=self.device) for k, v in data.items()}
+
+    # --- checkpointing -------------------------------------------------------------------
+    def replay_state(self) -> dict[str, Any]:
+        replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
+        state: dict[str, Any] = {
+            "rng": self.rng.bit_generator.state["state"]["state"],
+            "rng_inc": self.rng.bit_generator.state["state"]["inc"],
+            "env_steps": self.env_steps,
+            "grad_steps": self.grad_steps,
+        }
+        if self.cfg.save_replay:
+            state["replay"] = replay.state_dict()
+        # Python ints beyond 64 bits do not survive weights_only loading: store as strings.
+        state["rng"], state["rng_inc"] = str(state["rng"]), str(state["rng_inc"])
+        return state
+
+    def load_replay_state(self, state: dict[str, Any]) -> None:
+        replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
+        bg = dict(self.rng.bit_generator.state)
+        bg["state"] = {"state": int(state["rng"]), "inc": int(state["rng_inc"])}
+        self.rng.bit_generator.state = bg
+        self.env_steps = int(state["env_steps"])
+        self.grad_steps = int(state["grad_steps"])
+        if "replay" in state:
+            replay.load_state_dict(state["replay"])
+
+
+def box_scaler(space: gym.Space) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of a bounded 1-D Box; continuous off-policy actors act in [-1, 1]."""
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        raise DrlError(f"Expected a 1-D Box action space, got {space}.")
+    if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+        raise DrlError(
+            f"Action space {space} is unbounded; SAC/TD3/DDPG squash actions into the bounds."
+        )
+    return space.low.astype(np.float32), space.high.astype(np.float32)

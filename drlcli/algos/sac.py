@@ -1,0 +1,201 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, arXiv:1812.05905).
+
+Squashed Gaussian actor a = tanh(u), u ~ N(mu(s), sigma(s)), with the change-of-variables
+correction log pi(a|s) = log N(u) - sum log(1 - tanh(u)^2); twin critics with the min target
+y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')); the temperature
+alpha tuned so the policy entropy tracks -|A| (or fixed).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drlcli.algos.base import EnvInfo
+from drlcli.algos.offpolicy import OffPolicy, box_scaler
+from drlcli.config import SACConfig
+from drlcli.errors import DrlError
+from drlcli.networks import FlatParams, StackedMLP, mlp
+from drlcli.returns import polyak_update
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+_LOG2 = math.log(2.0)
+
+
+def squashed_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log pi(tanh(u)) for u ~ N(mean, exp(log_std)), summed over action dims.
+
+    log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), exact and stable for large |u|.
+    """
+    z = (u - mean) * torch.exp(-log_std)
+    gauss = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    correction = (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
+    return gauss - correction
+
+
+class SquashedGaussianActor(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], activation: str):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 2 * act_dim, activation, ortho=False)
+        self.act_dim = act_dim
+
+    def dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).split(self.act_dim, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.dist(obs)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        return torch.tanh(u), squashed_log_prob(u, mean, log_std)
+
+
+def twin_q(
+    critics: StackedMLP, obs: torch.Tensor, actions: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    outs = critics(torch.cat([obs, actions], dim=-1))
+    return tuple(q.squeeze(-1) for q in outs)
+
+
+class SAC(OffPolicy):
+    def __init__(self, cfg: SACConfig, env_info: EnvInfo, device: torch.device):
+        super().__init__(cfg, env_info, device)
+        self.cfg: SACConfig = cfg
+        self.low, self.high = box_scaler(env_info.action_space)
+        act_dim = len(self.low)
+        self.act_dim = act_dim
+        self.actor = SquashedGaussianActor(
+            self.obs_dim, act_dim, cfg.hidden_sizes, cfg.activation
+        ).to(device)
+        self.critics = StackedMLP(
+            2, self.obs_dim + act_dim, cfg.hidden_sizes, [1, 1], cfg.activation, ortho=False
+        ).to(device)
+        self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor_flat = FlatParams(list(self.actor.parameters()))
+        self.critic_flat = FlatParams(list(self.critics.parameters()))
+        self.target_flat = FlatParams(list(self.critics_target.parameters()))
+        self.actor_opt = torch.optim.Adam([self.actor_flat.param], lr=cfg.learning_rate, fused=True)
+        self.critic_opt = torch.optim.Adam(
+            [self.critic_flat.param], lr=cfg.learning_rate, fused=True
+        )
+        self.auto_alpha = cfg.ent_coef == "auto"
+        if self.auto_alpha:
+            init = cfg.ent_coef_init
+        else:
+            try:
+                init = float(cfg.ent_coef)
+            except ValueError:
+                raise DrlError(
+                    f"algo.ent_coef must be 'auto' or a number, got '{cfg.ent_coef}'."
+                ) from None
+        if init <= 0:
+            raise DrlError(f"The entropy coefficient must be > 0, got {init}.")
+        self.log_alpha = torch.tensor(
+            [math.log(init)], device=device, requires_grad=self.auto_alpha
+        )
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.learning_rate)
+        self.target_entropy = -float(act_dim)
+        self.replay = self.make_replay((act_dim,), np.float32)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critics": self.critics}
+
+    def to_env(self, a: np.ndarray) -> np.ndarray:
+        return self.low + (a + 1.0) * 0.5 * (self.high - self.low)
+
+    def explore(self, obs: np.ndarray, random: bool) -> tuple[np.ndarray, np.ndarray]:
+        if random:
+            a = self.rng.uniform(-1.0, 1.0, size=(len(obs), self.act_dim)).astype(np.float32)
+        else:
+            with torch.inference_mode():
+                a_t, _ = self.actor.sample(torch.as_tensor(obs, device=self.device))
+            a = a_t.cpu().numpy()
+        return self.to_env(a), a
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        with torch.inference_mode():
+            o = torch.as_tensor(obs, device=self.device)
+            a = torch.tanh(self.actor.dist(o)[0]) if deterministic else self.actor.sample(o)[0]
+        return self.to_env(a.cpu().numpy())
+
+    def learn(self, gradient_steps: int) -> dict[str, float]:
+        cfg = self.cfg
+        stats = []
+        for _ in range(gradient_steps):
+            b = self.batch(self.replay.sample_index(cfg.batch_size, self.rng))
+            a_pi, logp_pi = self.actor.sample(b["obs"])
+            if self.auto_alpha:
+                alpha_loss = -(self.log_alpha * (logp_pi.detach() + self.target_entropy)).mean()
+                self.alpha_opt.zero_grad(set_to_none=True)
+                alpha_loss.backward()
+                self.alpha_opt.step()
+            alpha = self.log_alpha.detach().exp()
+
+            with torch.no_grad():
+                a_next, logp_next = self.actor.sample(b["next_obs"])
+                q1_t, q2_t = twin_q(self.critics_target, b["next_obs"], a_next)
+                soft_q = torch.min(q1_t, q2_t) - alpha * logp_next
+                y = b["rewards"] + b["discounts"] * (1.0 - b["terminated"].float()) * soft_q
+            q1, q2 = twin_q(self.critics, b["obs"], b["actions"])
+            critic_loss = 0.5 * (F.mse_loss(q1, y) + F.mse_loss(q2, y))
+            self.critic_flat.zero_grad()
+            critic_loss.backward()
+            self.critic_opt.step()
+
+            q1_pi, q2_pi = twin_q(self.critics, b["obs"], a_pi)
+            actor_loss = (alpha * logp_pi - torch.min(q1_pi, q2_pi)).mean()
+            self.actor_flat.zero_grad()
+            actor_loss.backward()
+            self.actor_opt.step()
+
+            self.grad_steps += 1
+            if self.grad_steps % cfg.target_update_interval == 0:
+                polyak_update(self.target_flat.param, self.critic_flat.param, cfg.tau)
+            stats.append(
+                torch.stack(
+                    [
+                        critic_loss.detach(),
+                        actor_loss.detach(),
+                        alpha.squeeze(),
+                        -logp_pi.detach().mean(),
+                    ]
+                )
+            )
+        if not stats:
+            return {}
+        s = torch.stack(stats).mean(0).tolist()
+        return {
+            "losses/critic_loss": s[0],
+            "losses/actor_loss": s[1],
+            "losses/alpha": s[2],
+            "losses/entropy": s[3],
+            "charts/gradient_steps": float(self.grad_steps),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critics": self.critics.state_dict(),
+            "critics_target": self.critics_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "offpolicy": self.replay_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critics.load_state_dict(state["critics"])
+        self.critics_target.load_state_dict(state["critics_target"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.load_replay_state(state["offpolicy"])

@@ -1,0 +1,180 @@
+"""Deterministic actor-critics: TD3 (Fujimoto et al. 2018) and DDPG (Lillicrap et al. 2016).
+
+TD3: y = r + gamma (1 - terminated) min_i Q'_i(s', clip(mu'(s') + clip(eps, -c, c), -1, 1)),
+critics every step, actor (maximize Q_1(s, mu(s))) and targets every ``policy_delay`` steps.
+DDPG is the same loop with one critic, no target smoothing and no delay.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drlcli.algos.base import EnvInfo
+from drlcli.algos.offpolicy import OffPolicy, box_scaler
+from drlcli.algos.sac import twin_q
+from drlcli.config import TD3Config
+from drlcli.errors import DrlError
+from drlcli.networks import FlatParams, StackedMLP, mlp
+from drlcli.returns import polyak_update
+
+
+class OrnsteinUhlenbeck:
+    """Temporally correlated exploration noise, one process per env (reset when it ends)."""
+
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        sigma: float,
+        theta: float,
+        dt: float,
+        rng: np.random.Generator,
+    ):
+        self.x = np.zeros(shape, dtype=np.float32)
+        self.sigma, self.theta, self.dt, self.rng = sigma, theta, dt, rng
+
+    def __call__(self) -> np.ndarray:
+        noise = self.rng.standard_normal(self.x.shape).astype(np.float32)
+        self.x += -self.theta * self.x * self.dt + self.sigma * np.sqrt(self.dt) * noise
+        return self.x
+
+    def reset(self, done: np.ndarray) -> None:
+        self.x[done] = 0.0
+
+
+class DeterministicActor(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], activation: str):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, act_dim, activation, ortho=False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))  # in [-1, 1], scaled to the bounds for the env
+
+
+class TD3(OffPolicy):
+    def __init__(self, cfg: TD3Config, env_info: EnvInfo, device: torch.device):
+        super().__init__(cfg, env_info, device)
+        self.cfg: TD3Config = cfg
+        if cfg.action_noise not in ("normal", "ou") or cfg.policy_delay < 1:
+            raise DrlError("algo.action_noise must be normal or ou, algo.policy_delay >= 1.")
+        self.low, self.high = box_scaler(env_info.action_space)
+        self.act_dim = act_dim = len(self.low)
+        n_critics = 2 if cfg.twin_critics else 1
+        self.actor = DeterministicActor(self.obs_dim, act_dim, cfg.hidden_sizes, cfg.activation).to(
+            device
+        )
+        self.critics = StackedMLP(
+            n_critics,
+            self.obs_dim + act_dim,
+            cfg.hidden_sizes,
+            [1] * n_critics,
+            cfg.activation,
+            ortho=False,
+        ).to(device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor_flat = FlatParams(list(self.actor.parameters()))
+        self.critic_flat = FlatParams(list(self.critics.parameters()))
+        self.actor_target_flat = FlatParams(list(self.actor_target.parameters()))
+        self.critic_target_flat = FlatParams(list(self.critics_target.parameters()))
+        self.actor_opt = torch.optim.Adam([self.actor_flat.param], lr=cfg.learning_rate, fused=True)
+        self.critic_opt = torch.optim.Adam(
+            [self.critic_flat.param], lr=cfg.learning_rate, fused=True
+        )
+        self.replay = self.make_replay((act_dim,), np.float32)
+        self.ou = OrnsteinUhlenbeck(
+            (env_info.num_envs, act_dim), cfg.action_noise_std, cfg.ou_theta, cfg.ou_dt, self.rng
+        )
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critics": self.critics}
+
+    def to_env(self, a: np.ndarray) -> np.ndarray:
+        return self.low + (a + 1.0) * 0.5 * (self.high - self.low)
+
+    def explore(self, obs: np.ndarray, random: bool) -> tuple[np.ndarray, np.ndarray]:
+        if random:
+            a = self.rng.uniform(-1.0, 1.0, size=(len(obs), self.act_dim)).astype(np.float32)
+        else:
+            with torch.inference_mode():
+                a = self.actor(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+            if self.cfg.action_noise == "ou":
+                a = a + self.ou()
+            else:
+                a = a + self.cfg.action_noise_std * self.rng.standard_normal(a.shape)
+            a = np.clip(a, -1.0, 1.0).astype(np.float32)
+        return self.to_env(a), a
+
+    def on_step(self, done: np.ndarray) -> None:
+        self.ou.reset(done)
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        with torch.inference_mode():
+            a = self.actor(torch.as_tensor(obs, device=self.device))
+        return self.to_env(a.cpu().numpy())
+
+    def learn(self, gradient_steps: int) -> dict[str, float]:
+        cfg = self.cfg
+        critic_losses, actor_losses = [], []
+        for _ in range(gradient_steps):
+            b = self.batch(self.replay.sample_index(cfg.batch_size, self.rng))
+            with torch.no_grad():
+                a_next = self.actor_target(b["next_obs"])
+                if cfg.twin_critics and cfg.target_policy_noise > 0:
+                    noise = (torch.randn_like(a_next) * cfg.target_policy_noise).clamp(
+                        -cfg.target_noise_clip, cfg.target_noise_clip
+                    )
+                    a_next = (a_next + noise).clamp(-1.0, 1.0)
+                q_next = torch.stack(twin_q(self.critics_target, b["next_obs"], a_next)).min(0)
+                y = b["rewards"] + b["discounts"] * (1.0 - b["terminated"].float()) * q_next.values
+            qs = twin_q(self.critics, b["obs"], b["actions"])
+            critic_loss = sum(F.mse_loss(q, y) for q in qs)
+            assert isinstance(critic_loss, torch.Tensor)
+            self.critic_flat.zero_grad()
+            critic_loss.backward()
+            self.critic_opt.step()
+            critic_losses.append(critic_loss.detach())
+            self.grad_steps += 1
+
+            if self.grad_steps % cfg.policy_delay == 0:
+                q_pi = twin_q(self.critics, b["obs"], self.actor(b["obs"]))[0]
+                actor_loss = -q_pi.mean()
+                self.actor_flat.zero_grad()
+                actor_loss.backward()
+                self.actor_opt.step()
+                actor_losses.append(actor_loss.detach())
+                polyak_update(self.critic_target_flat.param, self.critic_flat.param, cfg.tau)
+                polyak_update(self.actor_target_flat.param, self.actor_flat.param, cfg.tau)
+        out = {"charts/gradient_steps": float(self.grad_steps)}
+        if critic_losses:
+            out["losses/critic_loss"] = float(torch.stack(critic_losses).mean())
+        if actor_losses:
+            out["losses/actor_loss"] = float(torch.stack(actor_losses).mean())
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critics": self.critics.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critics_target": self.critics_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "ou": torch.from_numpy(self.ou.x.copy()),
+            "offpolicy": self.replay_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critics.load_state_dict(state["critics"])
+        self.actor_target.load_state_dict(state["actor_target"])
+        self.critics_target.load_state_dict(state["critics_target"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.ou.x[...] = state["ou"].numpy()
+        self.load_replay_state(state["offpolicy"])

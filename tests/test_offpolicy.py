@@ -1,0 +1,203 @@
+"""Replay, prioritized replay, n-step and target math, SAC's squashing correction, polyak."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from drlcli import cli
+from drlcli.algos.dqn import double_dqn_target
+from drlcli.algos.sac import squashed_log_prob
+from drlcli.buffers import PrioritizedReplayBuffer, ReplayBuffer, SumTree
+from drlcli.returns import nstep_returns, polyak_update
+
+
+def test_sum_tree_prefix_search_matches_cumsum():
+    rng = np.random.default_rng(0)
+    p = rng.random(37)
+    tree = SumTree(37)
+    tree.update(np.arange(37), p)
+    assert tree.total == pytest.approx(p.sum())
+    values = rng.random(500) * p.sum()
+    expected = np.searchsorted(np.cumsum(p), values, side="right")
+    np.testing.assert_array_equal(tree.find(values), expected)
+    tree.update(np.array([3, 3, 10]), np.array([5.0, 7.0, 0.0]))  # duplicates: last wins
+    p[3], p[10] = 7.0, 0.0
+    assert tree.total == pytest.approx(p.sum())
+
+
+def test_prioritized_sampling_frequencies_match_priorities():
+    rng = np.random.default_rng(1)
+    buf = PrioritizedReplayBuffer(8, 1, (1,), (), np.int64, alpha=1.0, eps=0.0)
+    for _ in range(8):
+        buf.add(
+            np.zeros((1, 1)),
+            np.zeros(1),
+            np.zeros(1),
+            np.zeros((1, 1)),
+            np.zeros(1, bool),
+            np.zeros(1, bool),
+        )
+    td = np.array([1.0, 2.0, 3.0, 4.0, 0.5, 0.5, 1.0, 8.0])
+    buf.update_priorities(np.arange(8), td)
+    counts = np.zeros(8)
+    for _ in range(400):
+        counts += np.bincount(buf.sample_index(64, rng), minlength=8)
+    freq = counts / counts.sum()
+    expected = td / td.sum()
+    # 25,600 draws: every frequency within 1.5 percentage points of its probability.
+    np.testing.assert_allclose(freq, expected, atol=0.015)
+    chi2 = ((counts - expected * counts.sum()) ** 2 / (expected * counts.sum())).sum()
+    assert chi2 < 30  # 7 degrees of freedom; p < 1e-4 above ~29
+
+
+def test_importance_weights_by_hand():
+    buf = PrioritizedReplayBuffer(4, 1, (1,), (), np.int64, alpha=1.0, eps=0.0)
+    for _ in range(4):
+        buf.add(
+            np.zeros((1, 1)),
+            np.zeros(1),
+            np.zeros(1),
+            np.zeros((1, 1)),
+            np.zeros(1, bool),
+            np.zeros(1, bool),
+        )
+    buf.update_priorities(np.arange(4), np.array([1.0, 1.0, 2.0, 4.0]))
+    w = buf.weights(np.array([0, 2, 3]), beta=0.5)
+    probs = np.array([1, 2, 4]) / 8
+    raw = (4 * probs) ** -0.5
+    np.testing.assert_allclose(w, raw / raw.max(), rtol=1e-6)
+    assert w.max() == pytest.approx(1.0)
+
+
+def naive_nstep(rew, term, trunc, nxt, start, n, gamma, newest):
+    g, k = 0.0, start
+    for j in range(n):
+        g += gamma**j * rew[k]
+        if term[k]:
+            return g, nxt[k], True, gamma ** (j + 1)
+        if trunc[k] or k == newest or j == n - 1:
+            return g, nxt[k], False, gamma ** (j + 1)
+        k += 1
+    raise AssertionError
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_nstep_gather_matches_naive_loop(n):
+    rng = np.random.default_rng(n)
+    steps, envs, gamma = 40, 3, 0.9
+    buf = ReplayBuffer(steps * envs, envs, (1,), (), np.int64)
+    rew = rng.normal(size=(steps, envs)).astype(np.float32)
+    term = rng.random((steps, envs)) < 0.15
+    trunc = (rng.random((steps, envs)) < 0.15) & ~term
+    nxt = rng.normal(size=(steps, envs, 1)).astype(np.float32)
+    for t in range(steps - 5):  # not full: the newest row is steps - 6
+        buf.add(np.zeros((envs, 1)), np.zeros(envs), rew[t], nxt[t], term[t], trunc[t])
+    idx = np.arange(len(buf))
+    out = buf.gather(idx, n, gamma)
+    for i, flat in enumerate(idx):
+        row, env = divmod(flat, envs)
+        g, s, done, disc = naive_nstep(
+            rew[:, env], term[:, env], trunc[:, env], nxt[:, env], row, n, gamma, steps - 6
+        )
+        assert out["rewards"][i] == pytest.approx(g, rel=1e-5, abs=1e-6)
+        np.testing.assert_allclose(out["next_obs"][i], s)
+        assert out["terminated"][i] == done
+        assert out["discounts"][i] == pytest.approx(disc)
+
+
+def test_nstep_returns_pure_function():
+    rewards = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    term = np.array([[False, True, False], [False, False, False]])
+    trunc = np.zeros_like(term)
+    valid = np.array([[True, True, True], [True, True, False]])
+    ret, last, done = nstep_returns(rewards, term, trunc, valid, 0.5)
+    np.testing.assert_allclose(ret, [1.5, 1.5])
+    np.testing.assert_array_equal(last, [1, 1])
+    np.testing.assert_array_equal(done, [True, False])
+
+
+def test_replay_keeps_final_obs_flags_and_wraps():
+    buf = ReplayBuffer(6, 2, (1,), (), np.int64)
+    for t in range(5):
+        buf.add(
+            np.full((2, 1), t),
+            np.array([t, t]),
+            np.ones(2),
+            np.full((2, 1), t + 100),
+            np.array([t == 1, False]),
+            np.array([False, t == 2]),
+        )
+    assert len(buf) == 6 and buf.full and buf.pos == 2  # 3 rows x 2 envs, wrapped
+    assert buf.obs[1, 0, 0] == 4 and buf.next_obs[1, 0, 0] == 104
+    state = buf.state_dict()
+    other = ReplayBuffer(6, 2, (1,), (), np.int64)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.obs, buf.obs)
+    assert other.pos == buf.pos and other.full
+
+
+def test_double_dqn_target_by_hand():
+    q_online = torch.tensor([[1.0, 3.0, 2.0], [5.0, 0.0, 1.0]])
+    q_target = torch.tensor([[10.0, 20.0, 30.0], [7.0, 8.0, 9.0]])
+    r = torch.tensor([1.0, 2.0])
+    term = torch.tensor([False, True])
+    disc = torch.tensor([0.9, 0.9])
+    # Double: online argmax (1, 0) valued by the target (20, 7); the second is terminal.
+    y = double_dqn_target(q_online, q_target, r, term, disc, double=True)
+    torch.testing.assert_close(y, torch.tensor([1.0 + 0.9 * 20.0, 2.0]))
+    y = double_dqn_target(q_online, q_target, r, term, disc, double=False)
+    torch.testing.assert_close(y, torch.tensor([1.0 + 0.9 * 30.0, 2.0]))
+
+
+def test_sac_squashed_log_prob_matches_change_of_variables():
+    torch.manual_seed(0)
+    mean = torch.randn(200, 2, dtype=torch.float64)
+    log_std = torch.randn(200, 2, dtype=torch.float64) * 0.5
+    u = mean + log_std.exp() * torch.randn_like(mean)
+    a = torch.tanh(u)
+    # p_A(a) = p_U(atanh a) / |d tanh/du| = p_U(u) / (1 - a^2), per dimension.
+    normal = torch.distributions.Normal(mean, log_std.exp())
+    expected = (normal.log_prob(torch.atanh(a)) - torch.log1p(-a.pow(2))).sum(-1)
+    torch.testing.assert_close(squashed_log_prob(u, mean, log_std), expected)
+    # And numerically: the density integrates to 1 over (-1, 1) in one dimension.
+    grid = torch.linspace(-0.999999, 0.999999, 200_001, dtype=torch.float64)
+    m, s = torch.tensor(0.3, dtype=torch.float64), torch.tensor(-0.2, dtype=torch.float64)
+    dens = squashed_log_prob(torch.atanh(grid)[:, None], m, s).exp()
+    assert torch.trapezoid(dens, grid).item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_polyak_update():
+    target, online = torch.zeros(3), torch.ones(3)
+    polyak_update(target, online, 0.1)
+    torch.testing.assert_close(target, torch.full((3,), 0.1))
+    polyak_update(target, online, 1.0)
+    torch.testing.assert_close(target, online)
+    assert math.isclose(float(target.sum()), 3.0)
+
+
+@pytest.mark.parametrize(
+    "algo,env,message",
+    [
+        ("dqn", "pendulum", "cannot act in the action space Box"),
+        ("sac", "cartpole", "cannot act in the action space Discrete(2)"),
+        ("td3", "acrobot", "for discrete actions use dqn or ppo"),
+        ("ddpg", "cartpole", "DDPG acts in continuous"),
+    ],
+)
+def test_mismatched_action_spaces_fail_clearly(algo, env, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", f"algo={algo}", f"env={env}"]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_offpolicy_bad_sizes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "algo=sac", "env=pendulum", "algo.buffer_size=10"]) == 2
+    assert "must hold at least one batch" in capsys.readouterr().err
+    assert cli.main(["train", "algo=dqn", "algo.tau=0"]) == 2
+    assert "algo.tau must lie in (0, 1]" in capsys.readouterr().err

@@ -256,8 +256,13 @@ def _train_loop(
         cfg.log.console_every_s,
         title=title,
         start_step=start_step,
-        # TensorBoard drops events past the checkpoint that a killed process had logged.
-        purge_step=start_step + 1 if resume_state else None,
+        # TensorBoard drops events past the checkpoint that a killed process had logged (all of
+        # them when a requeued `resume=auto` job starts over before its first checkpoint).
+        purge_step=(
+            start_step + 1
+            if resume_state
+            else (0 if any(run_dir.glob("events.out.tfevents.*")) else None)
+        ),
     )
     inf = math.inf
     schedule: dict[str, float] = {

@@ -140,12 +140,23 @@ class OffPolicy(Algorithm):
             replay.load_state_dict(state["replay"])
 
 
-def box_scaler(space: gym.Space) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) of a bounded 1-D Box; continuous off-policy actors act in [-1, 1]."""
-    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-        raise DrlError(f"Expected a 1-D Box action space, got {space}.")
-    if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
-        raise DrlError(
-            f"Action space {space} is unbounded; SAC/TD3/DDPG squash actions into the bounds."
-        )
-    return space.low.astype(np.float32), space.high.astype(np.float32)
+class ContinuousActions:
+    """Continuous off-policy actors act in [-1, 1]; the env gets actions scaled to its bounds."""
+
+    def __init__(self, space: gym.Space):
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise DrlError(f"Expected a 1-D Box action space, got {space}.")
+        if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+            raise DrlError(
+                f"Action space {space} is unbounded; SAC/TD3/DDPG squash actions into the bounds."
+            )
+        self.low = space.low.astype(np.float32)
+        self.high = space.high.astype(np.float32)
+        self.dim = len(self.low)
+
+    def to_env(self, a: np.ndarray) -> np.ndarray:
+        return self.low + (a + 1.0) * 0.5 * (self.high - self.low)
+
+    def uniform(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Warm-up actions, uniform over the box (in the [-1, 1] scale)."""
+        return rng.uniform(-1.0, 1.0, size=(n, self.dim)).astype(np.float32)

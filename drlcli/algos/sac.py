@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from drlcli.algos.base import EnvInfo
-from drlcli.algos.offpolicy import OffPolicy, box_scaler
+from drlcli.algos.offpolicy import ContinuousActions, OffPolicy
 from drlcli.config import SACConfig
 from drlcli.errors import DrlError
 from drlcli.networks import FlatParams, StackedMLP, mlp
@@ -66,9 +66,8 @@ class SAC(OffPolicy):
     def __init__(self, cfg: SACConfig, env_info: EnvInfo, device: torch.device):
         super().__init__(cfg, env_info, device)
         self.cfg: SACConfig = cfg
-        self.low, self.high = box_scaler(env_info.action_space)
-        act_dim = len(self.low)
-        self.act_dim = act_dim
+        self.actions = ContinuousActions(env_info.action_space)
+        act_dim = self.actions.dim
         self.actor = SquashedGaussianActor(
             self.obs_dim, act_dim, cfg.hidden_sizes, cfg.activation
         ).to(device)
@@ -105,23 +104,20 @@ class SAC(OffPolicy):
     def modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critics": self.critics}
 
-    def to_env(self, a: np.ndarray) -> np.ndarray:
-        return self.low + (a + 1.0) * 0.5 * (self.high - self.low)
-
     def explore(self, obs: np.ndarray, random: bool) -> tuple[np.ndarray, np.ndarray]:
         if random:
-            a = self.rng.uniform(-1.0, 1.0, size=(len(obs), self.act_dim)).astype(np.float32)
+            a = self.actions.uniform(self.rng, len(obs))
         else:
             with torch.inference_mode():
                 a_t, _ = self.actor.sample(torch.as_tensor(obs, device=self.device))
             a = a_t.cpu().numpy()
-        return self.to_env(a), a
+        return self.actions.to_env(a), a
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         with torch.inference_mode():
             o = torch.as_tensor(obs, device=self.device)
             a = torch.tanh(self.actor.dist(o)[0]) if deterministic else self.actor.sample(o)[0]
-        return self.to_env(a.cpu().numpy())
+        return self.actions.to_env(a.cpu().numpy())
 
     def learn(self, gradient_steps: int) -> dict[str, float]:
         cfg = self.cfg

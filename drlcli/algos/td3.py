@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from drlcli.algos.base import EnvInfo
-from drlcli.algos.offpolicy import OffPolicy, box_scaler
+from drlcli.algos.offpolicy import ContinuousActions, OffPolicy
 from drlcli.algos.sac import twin_q
 from drlcli.config import TD3Config
 from drlcli.errors import DrlError
@@ -62,8 +62,8 @@ class TD3(OffPolicy):
         self.cfg: TD3Config = cfg
         if cfg.action_noise not in ("normal", "ou") or cfg.policy_delay < 1:
             raise DrlError("algo.action_noise must be normal or ou, algo.policy_delay >= 1.")
-        self.low, self.high = box_scaler(env_info.action_space)
-        self.act_dim = act_dim = len(self.low)
+        self.actions = ContinuousActions(env_info.action_space)
+        act_dim = self.actions.dim
         n_critics = 2 if cfg.twin_critics else 1
         self.actor = DeterministicActor(self.obs_dim, act_dim, cfg.hidden_sizes, cfg.activation).to(
             device
@@ -94,12 +94,9 @@ class TD3(OffPolicy):
     def modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critics": self.critics}
 
-    def to_env(self, a: np.ndarray) -> np.ndarray:
-        return self.low + (a + 1.0) * 0.5 * (self.high - self.low)
-
     def explore(self, obs: np.ndarray, random: bool) -> tuple[np.ndarray, np.ndarray]:
         if random:
-            a = self.rng.uniform(-1.0, 1.0, size=(len(obs), self.act_dim)).astype(np.float32)
+            a = self.actions.uniform(self.rng, len(obs))
         else:
             with torch.inference_mode():
                 a = self.actor(torch.as_tensor(obs, device=self.device)).cpu().numpy()
@@ -108,7 +105,7 @@ class TD3(OffPolicy):
             else:
                 a = a + self.cfg.action_noise_std * self.rng.standard_normal(a.shape)
             a = np.clip(a, -1.0, 1.0).astype(np.float32)
-        return self.to_env(a), a
+        return self.actions.to_env(a), a
 
     def on_step(self, done: np.ndarray) -> None:
         self.ou.reset(done)
@@ -116,7 +113,7 @@ class TD3(OffPolicy):
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         with torch.inference_mode():
             a = self.actor(torch.as_tensor(obs, device=self.device))
-        return self.to_env(a.cpu().numpy())
+        return self.actions.to_env(a.cpu().numpy())
 
     def learn(self, gradient_steps: int) -> dict[str, float]:
         cfg = self.cfg

@@ -139,8 +139,9 @@ class TD3(OffPolicy):
             self.grad_steps += 1
 
             if self.grad_steps % cfg.policy_delay == 0:
-                q_pi = twin_q(self.critics, b["obs"], self.actor(b["obs"]))[0]
-                actor_loss = -q_pi.mean()
+                # Only the first critic drives the actor: evaluate it alone.
+                x = torch.cat([b["obs"], self.actor(b["obs"])], dim=-1)
+                actor_loss = -self.critics.forward_one(x, 0).mean()
                 self.actor_flat.zero_grad()
                 actor_loss.backward()
                 self.actor_opt.step()

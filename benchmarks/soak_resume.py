@@ -21,11 +21,24 @@ from pathlib import Path
 from drlcli import checkpoint as ckpt
 
 JOBS = {
-    "ppo": ["algo=ppo", "env=cartpole", "total_timesteps=20480", "checkpoint.every=2048",
-            "eval.every=4096", "eval.episodes=2"],
-    "sac": ["algo=sac", "env=pendulum", "total_timesteps=3000", "algo.learning_starts=300",
-            "algo.hidden_sizes=[32,32]", "checkpoint.every=500", "eval.every=1000",
-            "eval.episodes=2"],
+    "ppo": [
+        "algo=ppo",
+        "env=cartpole",
+        "total_timesteps=20480",
+        "checkpoint.every=2048",
+        "eval.every=4096",
+        "eval.episodes=2",
+    ],
+    "sac": [
+        "algo=sac",
+        "env=pendulum",
+        "total_timesteps=3000",
+        "algo.learning_starts=300",
+        "algo.hidden_sizes=[32,32]",
+        "checkpoint.every=500",
+        "eval.every=1000",
+        "eval.episodes=2",
+    ],
 }
 COMMON = ["log.progress=none", "hardware.torch_threads=1", "log.every=256"]
 
@@ -51,12 +64,20 @@ def main() -> None:
     for job in range(args.jobs):
         kind = "ppo" if job % 2 == 0 else "sac"
         run_dir = root / f"{job:02d}_{kind}"
-        cmd = [drl, "train", *JOBS[kind], *COMMON, f"seed={job}", f"hydra.run.dir={run_dir}",
-               "resume=auto"]
+        cmd = [
+            drl,
+            "train",
+            *JOBS[kind],
+            *COMMON,
+            f"seed={job}",
+            f"hydra.run.dir={run_dir}",
+            "resume=auto",
+        ]
         while True:
             stats["launches"] += 1
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    text=True)
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
             deadline = time.time() + rng.uniform(2.0, 9.0)
             while proc.poll() is None and time.time() < deadline:
                 time.sleep(0.05)
@@ -84,8 +105,10 @@ def main() -> None:
         steps = [e.step for e in acc.Scalars("charts/SPS")]
         if state["step"] < total or steps != sorted(set(steps)):
             stats["bad_curve"] += 1
-            print(f"job {job}: final step {state['step']}, curve steps ok: "
-                  f"{steps == sorted(set(steps))}")
+            print(
+                f"job {job}: final step {state['step']}, curve steps ok: "
+                f"{steps == sorted(set(steps))}"
+            )
     stats["wall_s"] = round(time.time() - t0)
     print(f"soak: {args.jobs} jobs in {root}: {stats}")
 

@@ -245,13 +245,15 @@ def _train_loop(
     resume_state: dict[str, Any] | None = None,
 ) -> RunResult:
     start_step = int(resume_state["step"]) if resume_state else 0
+    # A requeued job whose run had already finished: evaluate and report, log nothing new.
+    already_done = resume_state is not None and start_step >= cfg.total_timesteps
     save_run_files(cfg, run_dir, command, resolved, start_step if resume_state else None)
     ckpt_dir = run_dir / "checkpoints"
     title = f"{cfg.algo.name} {cfg.env.id} s{cfg.seed}"
     logger = Logger(
         run_dir,
         cfg.total_timesteps,
-        cfg.log.tensorboard,
+        cfg.log.tensorboard and not already_done,
         cfg.log.progress,
         cfg.log.console_every_s,
         title=title,
@@ -272,6 +274,11 @@ def _train_loop(
     }
     if resume_state:
         schedule = _restore(cfg, resume_state, algo, env, logger.line)
+        if already_done:
+            logger.line(
+                f"drl: this run already reached step {start_step} (total_timesteps="
+                f"{cfg.total_timesteps}); evaluating only. Pass a larger total_timesteps to go on."
+            )
     else:
         params = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
         params["hardware.resolved_device"] = resolved.device
@@ -289,6 +296,7 @@ def _train_loop(
     solved_at: int | None = None
     eval_returns: list[float] = []
     last_eval_step = -1
+    last_sps_step = -1
     t0 = time.perf_counter()
 
     def save(step: int) -> None:
@@ -341,6 +349,7 @@ def _train_loop(
                     logger.record("charts/SPS", logger.sps(step))
                     logger.dump(step)
                     schedule["next_log"] = step + cfg.log.every
+                    last_sps_step = step
                 if step >= schedule["next_eval"]:
                     eval_returns = run_evaluation(algo, env, eval_env, cfg)
                     last_eval_step = step
@@ -382,9 +391,10 @@ def _train_loop(
             logger.eval_result(
                 step, float(np.mean(eval_returns)), float(np.std(eval_returns)), len(eval_returns)
             )
-        logger.record("charts/SPS", logger.sps(step))
+        if last_sps_step != step:  # one SPS point per step
+            logger.record("charts/SPS", logger.sps(step))
         logger.dump(step)
-        if status != "interrupted":
+        if status != "interrupted" and not already_done:
             save(step)
     wall = time.perf_counter() - t0
     mean_ret = float(np.mean(eval_returns)) if eval_returns else float("nan")

@@ -140,6 +140,10 @@ def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path, algo)
     }[algo]
     for tag in tags:
         assert scalar_steps(resumed, tag) == scalar_steps(straight, tag), tag
+    sps_steps = [step for step, _ in scalar_steps(resumed, "charts/SPS")]
+    assert (
+        sps_steps == sorted(set(sps_steps)) == [s for s, _ in scalar_steps(straight, "charts/SPS")]
+    )
     info = json.loads((resumed / "run_info.json").read_text())
     assert info["resumes"][0]["from_step"] == stopped_at
 
@@ -287,3 +291,13 @@ def test_reproducible_metrics_for_a_fixed_seed(tmp_path):
         train(to_train_config(cli._compose(overrides)), tmp_path / name)
         results.append(scalar_steps(tmp_path / name, "losses/value_loss"))
     assert results[0] == results[1] and len(results[0]) > 3
+
+
+def test_resuming_a_finished_run_logs_nothing_new(tmp_path):
+    overrides = [*COMMON, "log.progress=none", "total_timesteps=512", "resume=auto"]
+    first = train(to_train_config(cli._compose(overrides)), tmp_path)
+    before = scalar_steps(tmp_path, "charts/SPS")
+    again = train(to_train_config(cli._compose(overrides)), tmp_path)
+    assert again.global_step == first.global_step
+    assert again.eval_mean_return == first.eval_mean_return
+    assert scalar_steps(tmp_path, "charts/SPS") == before

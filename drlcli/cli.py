@@ -81,9 +81,12 @@ def describe_options(group: str) -> list[tuple[str, str]]:
     """(option, one-line description) for each YAML in a config group."""
     out = []
     for path in sorted((config_dir() / group).glob("*.yaml")):
-        first = path.read_text().splitlines()[0] if path.stat().st_size else ""
-        desc = first.lstrip("# ").strip() if first.startswith("#") else ""
-        out.append((path.stem, desc))
+        comments = [
+            ln.lstrip("# ").strip()
+            for ln in path.read_text().splitlines()
+            if ln.startswith("#") and "@package" not in ln
+        ]
+        out.append((path.stem, comments[0] if comments else ""))
     return out
 
 
@@ -142,19 +145,23 @@ def _compose(overrides: list[str]) -> Any:
 
 
 def _exception_text(exc: BaseException) -> str:
-    parts = []
+    """The informative lines of a Hydra/OmegaConf exception chain, without templates."""
+    parts: list[str] = []
     seen = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        msg = str(e).split("\n    full_key")[0].strip()
-        msg = "\n".join(
-            ln for ln in msg.splitlines() if not ln.startswith(("\tprovider", "Config search"))
-        )
-        if msg and msg not in parts:
-            parts.append(msg)
+        for line in str(e).splitlines():
+            line = " ".join(line.split())
+            if (
+                line
+                and "$" not in line
+                and not line.startswith(("full_key", "object_type", "provider", "Config search"))
+                and line not in parts
+            ):
+                parts.append(line)
         e = e.__cause__ or e.__context__
-    return " ".join(" ".join(p.split()) for p in parts)
+    return "; ".join(parts[:2]) + "."
 
 
 def check_overrides(overrides: list[str], multirun: bool) -> Any:
@@ -198,7 +205,7 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
                 break
             if OmegaConf.get_type(node) is dict:  # free-form dicts (env.kwargs) take any key
                 break
-            if part not in node:
+            if part not in node.keys():  # noqa: SIM118 (`in` is False for a ??? value)
                 where = ".".join(walked) or "the top level"
                 valid = [str(k) for k in node]
                 raise DrlError(
@@ -207,7 +214,8 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
                     "(Use `drl train --cfg job` to print the whole composed config.)"
                 )
             walked.append(part)
-            node = node[part]
+            if len(walked) < len(key.split(".")):  # leaves may be mandatory (???): don't read
+                node = node[part]
 
     if multirun or any(o.is_sweep_override() for o in parsed):
         return None
@@ -219,13 +227,22 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
 
 def preflight(cfg: Any) -> None:
     """Semantic checks on a composed single-run config: sizes, env id, algo/env fit."""
+    from omegaconf.errors import MissingMandatoryValue
+
     from drlcli.config import to_train_config
     from drlcli.envs import check_env_id, make_single_env
     from drlcli.hardware import resolve_device
     from drlcli.registry import check_compatible
     from drlcli.runner import validate
 
-    tc = to_train_config(cfg)
+    try:
+        tc = to_train_config(cfg)
+    except MissingMandatoryValue as exc:
+        key = getattr(exc, "full_key", "") or "a setting"
+        raise DrlError(
+            f"{key} has no value: pass {key}=<value> on the command line (for example "
+            "`drl train env=gym env.id=MountainCar-v0`)."
+        ) from exc
     validate(tc)
     check_env_id(tc.env.id)
     resolve_device(tc.hardware.device)

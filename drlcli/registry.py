@@ -58,8 +58,8 @@ def check_compatible(name: str, observation_space: gym.Space, action_space: gym.
         names = " or ".join(t.__name__ for t in supported)
         raise DrlError(
             f"algo={name} cannot act in the action space {action_space}: it supports {names} "
-            f"action spaces (Box: 1-D). {HINTS.get(name, '')} Pick another algorithm or env "
-            "(`drl list`)."
+            f"action spaces{' (Box: 1-D)' if gym.spaces.Box in supported else ''}. "
+            f"{HINTS.get(name, '')} Pick another algorithm or env (`drl list`)."
         )
     if not isinstance(observation_space, gym.spaces.Box):
         raise DrlError(

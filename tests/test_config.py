@@ -40,11 +40,13 @@ DISCRETE_ENVS = {"cartpole", "acrobot"}
 def test_every_combination_composes_or_fails_clearly(algo, env, hw):
     overrides = [f"algo={algo}", f"env={env}", f"hardware={hw}"]
     composed = cli.check_overrides(overrides, multirun=False)
-    assert composed.env.id
     mismatch = (algo in DISCRETE_ONLY and env not in DISCRETE_ENVS) or (
         algo in CONTINUOUS_ONLY and env in DISCRETE_ENVS
     )
-    if hw == "cuda" and not torch.cuda.is_available():
+    if env == "gym":  # the generic entry needs env.id
+        with pytest.raises(DrlError, match=r"env.id has no value: pass env.id=<value>"):
+            cli.preflight(composed)
+    elif hw == "cuda" and not torch.cuda.is_available():
         with pytest.raises(DrlError, match=r"CUDA is not available.*hardware=cpu"):
             cli.preflight(composed)
     elif mismatch:
@@ -62,7 +64,7 @@ def test_user_overrides_beat_tuned_settings():
 BAD_INPUTS = [
     (["algo.clip_cof=0.1"], r"Unknown config key 'algo.clip_cof'.*Did you mean 'clip_coef'"),
     (["total_timestep=10"], r"Unknown config key 'total_timestep'.*Did you mean 'total_timesteps'"),
-    (["algo.learning_rate=abc"], r"Invalid override.*'abc'.*could not be converted to Float"),
+    (["algo.learning_rate=abc"], r"Invalid override.*'abc'.*could not be converted to Float\.$"),
     (["seed=1.5"], r"Invalid override.*seed"),
     (["algo=ppx"], r"Unknown algo 'ppx'.*Did you mean 'ppo'.*Valid choices for algo: .*ppo"),
     (["env=cartpol"], r"Unknown env 'cartpol'.*Did you mean 'cartpole'"),
@@ -75,6 +77,8 @@ BAD_INPUTS = [
     (["hardware.device=tpu"], r"Unknown hardware.device 'tpu'.*cpu, cuda, cuda:N, auto"),
     (["eval.early_stop=true", "env.solved_return=null"], r"early_stop=true needs a threshold"),
     (["algo.learning_rate=[1,"], r"Could not parse the overrides"),
+    (["env=gym"], r"env.id has no value: pass env.id=<value>"),
+    (["algo=dqn", "env=pendulum"], r"algo=dqn cannot act in the action space Box"),
 ]
 
 

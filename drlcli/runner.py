@@ -299,7 +299,14 @@ def _train_loop(
     last_sps_step = -1
     t0 = time.perf_counter()
 
+    def check_params(step: int) -> None:
+        # A full parameter scan: on each log dump and before every save, not every iteration.
+        bad_param = algo.check_finite()
+        if bad_param:
+            raise diverged(step, f"parameter {bad_param}")
+
     def save(step: int) -> None:
+        check_params(step)
         ckpt.save_checkpoint(
             ckpt_dir,
             step,
@@ -338,13 +345,12 @@ def _train_loop(
                     for k, v in metrics.items()
                     if k.startswith("losses/") and not math.isfinite(v)
                 ]
-                bad_param = algo.check_finite()
-                if bad or bad_param:
-                    what = ", ".join(f"{k}={metrics[k]}" for k in bad) or f"parameter {bad_param}"
-                    raise diverged(step, what)
+                if bad:
+                    raise diverged(step, ", ".join(f"{k}={metrics[k]}" for k in bad))
                 for ep in env.drain_episodes():
                     logger.episode(ep.ret, ep.length, ep.step)
                 if step >= schedule["next_log"]:
+                    check_params(step)
                     logger.record_dict(metrics)
                     logger.record("charts/SPS", logger.sps(step))
                     logger.dump(step)

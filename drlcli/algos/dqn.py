@@ -171,18 +171,10 @@ class DQN(OffPolicy):
             out["charts/per_beta"] = beta
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "q": self.q.state_dict(),
-            "q_target": self.q_target.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "last_target_update": self.last_target_update,
-            "offpolicy": self.replay_state(),
-        }
+    stateful = ("q", "q_target", "optimizer")
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q.load_state_dict(state["q"])
-        self.q_target.load_state_dict(state["q_target"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def extra_state(self) -> dict[str, Any]:
+        return {"last_target_update": self.last_target_update}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         self.last_target_update = int(state["last_target_update"])
-        self.load_replay_state(state["offpolicy"])

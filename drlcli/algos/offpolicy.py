@@ -115,6 +115,28 @@ class OffPolicy(Algorithm):
         return {k: torch.as_tensor(v, device=self.device) for k, v in data.items()}
 
     # --- checkpointing -------------------------------------------------------------------
+    # Attributes with state_dict / load_state_dict (networks, targets, optimizers).
+    stateful: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {name: getattr(self, name).state_dict() for name in self.stateful}
+        state["offpolicy"] = self.replay_state()
+        state.update(self.extra_state())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self.stateful:
+            getattr(self, name).load_state_dict(state[name])
+        self.load_replay_state(state["offpolicy"])
+        self.load_extra_state(state)
+
+    def extra_state(self) -> dict[str, Any]:
+        """Checkpointed values that are not modules or optimizers."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
     def replay_state(self) -> dict[str, Any]:
         replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
         state: dict[str, Any] = {

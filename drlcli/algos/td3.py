@@ -155,24 +155,10 @@ class TD3(OffPolicy):
             out["losses/actor_loss"] = float(torch.stack(actor_losses).mean())
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor.state_dict(),
-            "critics": self.critics.state_dict(),
-            "actor_target": self.actor_target.state_dict(),
-            "critics_target": self.critics_target.state_dict(),
-            "actor_opt": self.actor_opt.state_dict(),
-            "critic_opt": self.critic_opt.state_dict(),
-            "ou": torch.from_numpy(self.ou.x.copy()),
-            "offpolicy": self.replay_state(),
-        }
+    stateful = ("actor", "critics", "actor_target", "critics_target", "actor_opt", "critic_opt")
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critics.load_state_dict(state["critics"])
-        self.actor_target.load_state_dict(state["actor_target"])
-        self.critics_target.load_state_dict(state["critics_target"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+    def extra_state(self) -> dict[str, Any]:
+        return {"ou": torch.from_numpy(self.ou.x.copy())}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         self.ou.x[...] = state["ou"].numpy()
-        self.load_replay_state(state["offpolicy"])

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
-EXTRAS ?= dev,sweep,bench
+EXTRAS ?= dev,sweep,bench,box2d
 STAMP := $(VENV)/.drlcli-installed
 
 .PHONY: install run test test-slow lint format bench clean help
@@ -16,7 +16,7 @@ help:
 	@echo "make test       install, then run the test suite (fast tiers)"
 	@echo "make test-slow  the slow learning tests"
 	@echo "make lint       ruff (lint + format check) and mypy"
-	@echo "make bench      drlcli vs Stable-Baselines3 PPO on CartPole-v1, side by side"
+	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3), side by side"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,7 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/bench_ppo.py
 	$(BIN)/python benchmarks/bench_offpolicy.py
+	$(BIN)/python benchmarks/bench_onpolicy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -46,31 +46,116 @@ class HardwareConfig:
 
 
 @dataclass
-class PPOConfig:
-    """PPO-Clip (Schulman et al. 2017, arXiv:1707.06347) with GAE (arXiv:1506.02438)."""
+class OnPolicyConfig:
+    """Settings every policy-gradient method shares (rollout storage, returns, networks)."""
 
-    name: str = "ppo"  # implementation key in drlcli.registry
     num_steps: int = 128  # env steps per env per rollout
-    minibatch_size: int = 256  # samples per gradient step
-    update_epochs: int = 10  # passes over the rollout per update
     learning_rate: float = 3e-4
-    anneal_lr: bool = True  # linear decay of the learning rate to 0
+    anneal_lr: bool = True  # linear decay of the learning rate(s) to 0
     gamma: float = 0.99
-    gae_lambda: float = 0.95
-    norm_adv: bool = True  # normalize advantages per minibatch
-    clip_coef: float = 0.2  # policy ratio clip (epsilon in the paper)
-    clip_vloss: bool = False  # clip the value update around the old value prediction
-    vf_clip_coef: float = 0.2  # value clip range when clip_vloss is true
+    gae_lambda: float = 0.95  # GAE lambda (1.0 = n-step returns, 0.0 = one-step TD error)
+    norm_adv: bool = True  # normalize advantages (per minibatch)
     ent_coef: float = 0.0  # entropy bonus coefficient
-    vf_coef: float = 0.5  # value loss coefficient
+    vf_coef: float = 0.5  # value loss coefficient (one shared optimizer)
     max_grad_norm: float = 0.5  # global gradient-norm clip
-    target_kl: float | None = None  # stop the epoch loop once approx KL exceeds 1.5x this
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"  # tanh | relu | elu
     shared_network: bool = False  # one torso for actor and critic
     ortho_init: bool = True  # orthogonal init with gains sqrt(2), 0.01 (policy), 1 (value)
     log_std_init: float = 0.0  # initial log std of the Gaussian policy (continuous actions)
     adam_eps: float = 1e-5
+
+
+@dataclass
+class PPOConfig(OnPolicyConfig):
+    """PPO (Schulman et al. 2017, arXiv:1707.06347) with GAE (arXiv:1506.02438): the clipped
+    surrogate, or the adaptive KL penalty of section 4 (``loss=kl_penalty``); optionally with a
+    recurrent (GRU / LSTM) policy trained on whole sequences."""
+
+    name: str = "ppo"  # implementation key in drlcli.registry
+    minibatch_size: int = 256  # samples per gradient step (recurrent: a multiple of num_steps)
+    update_epochs: int = 10  # passes over the rollout per update
+    loss: str = "clip"  # clip | kl_penalty
+    clip_coef: float = 0.2  # policy ratio clip (epsilon in the paper)
+    clip_vloss: bool = False  # clip the value update around the old value prediction
+    vf_clip_coef: float = 0.2  # value clip range when clip_vloss is true
+    target_kl: float | None = None  # stop the epoch loop once approx KL exceeds 1.5x this
+    kl_target: float = 0.01  # kl_penalty: the KL d_targ the adaptive beta aims at
+    kl_beta_init: float = 1.0  # kl_penalty: initial beta
+    recurrent: bool = False  # GRU/LSTM core; minibatches are whole env sequences
+    rnn_type: str = "gru"  # gru | lstm
+    rnn_hidden: int = 64  # recurrent state size
+
+
+@dataclass
+class A2CConfig(OnPolicyConfig):
+    """A2C: the synchronous variant of A3C (Mnih et al. 2016, arXiv:1602.01783) over vector
+    envs; one gradient step per n-step rollout. Defaults follow Stable-Baselines3."""
+
+    name: str = "a2c"
+    num_steps: int = 5
+    learning_rate: float = 7e-4
+    anneal_lr: bool = False
+    gae_lambda: float = 1.0  # 1.0: plain n-step returns; < 1: GAE
+    norm_adv: bool = False
+    optimizer: str = "rmsprop"  # rmsprop | adam
+    rms_alpha: float = 0.99  # RMSprop smoothing constant
+    rms_eps: float = 1e-5
+
+
+@dataclass
+class ACConfig(OnPolicyConfig):
+    """One-step actor-critic (Sutton & Barto 2018, sec. 13.5): after every env step the critic
+    regresses on r + gamma V(s') and the actor ascends delta * grad log pi(a|s) with the TD error
+    delta as the advantage; separate actor and critic optimizers."""
+
+    name: str = "ac"
+    num_steps: int = 1  # TD(0): one step per update (per env)
+    gae_lambda: float = 0.0  # the advantage is the one-step TD error
+    learning_rate: float = 1e-3  # actor
+    critic_learning_rate: float = 5e-3
+    anneal_lr: bool = False
+    norm_adv: bool = False
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class ReinforceConfig(OnPolicyConfig):
+    """REINFORCE (Williams 1992): Monte-Carlo policy gradient over whole episodes with
+    reward-to-go returns, an optional learned value baseline and return normalization."""
+
+    name: str = "reinforce"
+    # A batch is complete once finished episodes hold >= num_steps x num_envs steps. Only
+    # episodes begun under the current policy count; the rest of an episode in progress at an
+    # update is played out and not learned from.
+    num_steps: int = 500
+    learning_rate: float = 1e-2  # policy
+    critic_learning_rate: float = 1e-2  # baseline
+    baseline: bool = True  # subtract a learned V(s)
+    critic_epochs: int = 5  # baseline regression passes per batch
+    norm_adv: bool = True  # standardize the (baselined) returns per batch
+    anneal_lr: bool = False
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class TRPOConfig(OnPolicyConfig):
+    """TRPO (Schulman et al. 2015, arXiv:1502.05477) with GAE: natural-gradient step found by
+    conjugate gradient on Fisher-vector products, scaled to the KL radius, with a backtracking
+    line search. ``line_search=false`` is the natural policy gradient (Kakade 2001) step."""
+
+    name: str = "trpo"
+    num_steps: int = 1024
+    max_kl: float = 0.01  # KL radius delta
+    cg_iters: int = 10
+    cg_damping: float = 0.1  # F + damping * I
+    line_search: bool = True  # false: NPG, take the KL-scaled step as it is
+    backtrack_coef: float = 0.8  # step shrink per failed line-search trial
+    backtrack_iters: int = 10
+    learning_rate: float = 1e-3  # critic (Adam)
+    critic_epochs: int = 10
+    critic_minibatch_size: int = 128
+    anneal_lr: bool = False
 
 
 @dataclass
@@ -194,6 +279,10 @@ class TrainConfig:
 # rather than adding a schema here.
 ALGO_SCHEMAS: dict[str, type] = {
     "ppo": PPOConfig,
+    "a2c": A2CConfig,
+    "ac": ACConfig,
+    "reinforce": ReinforceConfig,
+    "trpo": TRPOConfig,
     "dqn": DQNConfig,
     "sac": SACConfig,
     "td3": TD3Config,

@@ -369,8 +369,14 @@ def evaluate(
         env.drain_episodes()
         finished = np.zeros(env.num_envs, dtype=bool)
         ep_returns = np.zeros(env.num_envs)
+        reset_state = getattr(policy, "reset_predict_state", None)
+        ended = getattr(policy, "episodes_ended", None)
+        if reset_state is not None:
+            reset_state(env.num_envs)
         while not finished[:want].all():
             result = env.step(policy.predict(obs, deterministic))
+            if ended is not None:
+                ended(result.terminated | result.truncated)
             obs = result.obs
             ep_returns += np.where(finished, 0.0, result.reward)  # raw: eval never normalizes
             finished |= result.terminated | result.truncated

@@ -105,6 +105,7 @@ def record_episode(
     frames = []
     try:
         obs = env.reset(seed=seed)
+        algo.reset_predict_state(1)
         inner = env.env.envs[0]  # type: ignore[union-attr]
         frames.append(inner.render())
         while True:

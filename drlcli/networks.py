@@ -379,8 +379,25 @@ def obs_dim(space: gym.Space) -> int:
     return int(np.prod(space.shape))
 
 
+def make_head(action_space: gym.Space) -> CategoricalHead | GaussianHead:
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalHead(int(action_space.n))
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return GaussianHead(int(action_space.shape[0]))
+    raise DrlError(
+        f"Action space {action_space} is not supported: actor-critic policies take "
+        "Discrete or 1-D Box action spaces."
+    )
+
+
 class ActorCritic(nn.Module):
-    """Separate (or shared-torso) MLP actor and critic for a Discrete or Box action space."""
+    """MLP actor and critic for a Discrete or Box action space, in one of three layouts:
+
+    * ``stacked`` (default): separate actor and critic evaluated as one batched net (fastest);
+    * ``separate``: two plain MLPs, for methods that optimize the actor's parameters on their
+      own (TRPO's natural gradient, separate actor / critic optimizers);
+    * ``shared=True``: one torso with an actor head and a critic head.
+    """
 
     def __init__(
         self,
@@ -391,36 +408,45 @@ class ActorCritic(nn.Module):
         shared: bool = False,
         ortho_init: bool = True,
         log_std_init: float = 0.0,
+        layout: str = "stacked",
     ):
         super().__init__()
         in_dim = obs_dim(observation_space)
-        self.head: CategoricalHead | GaussianHead
-        if isinstance(action_space, gym.spaces.Discrete):
-            self.head = CategoricalHead(int(action_space.n))
-            self.continuous = False
-        elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-            self.head = GaussianHead(int(action_space.shape[0]))
-            self.continuous = True
-        else:
-            raise DrlError(
-                f"Action space {action_space} is not supported: actor-critic policies take "
-                "Discrete or 1-D Box action spaces."
-            )
+        self.head: CategoricalHead | GaussianHead = make_head(action_space)
+        self.continuous = isinstance(self.head, GaussianHead)
         out = self.head.param_dim
         self.out_dim = out
         self.shared = shared
-        if shared:
+        self.layout = "shared" if shared else layout
+        if self.layout == "shared":
             self.torso = mlp(in_dim, hidden_sizes, None, activation, ortho=ortho_init)
             last = self.torso.out_features
             self.actor_out = layer_init(nn.Linear(last, out), 0.01, ortho_init)
             self.critic_out = layer_init(nn.Linear(last, 1), 1.0, ortho_init)
-        else:
+        elif self.layout == "separate":
+            self.actor = mlp(in_dim, hidden_sizes, out, activation, 0.01, ortho_init)
+            self.critic = mlp(in_dim, hidden_sizes, 1, activation, 1.0, ortho_init)
+        elif self.layout == "stacked":
             # Separate actor (net 0, small output gain 0.01) and critic (net 1, gain 1).
             self.nets = StackedMLP(
                 2, in_dim, hidden_sizes, [out, 1], activation, [0.01, 1.0], ortho_init
             )
+        else:
+            raise DrlError(f"Unknown network layout '{layout}': stacked, separate or shared.")
         if self.continuous:
             self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        """The policy's own parameters (``separate`` layout): actor MLP and log std."""
+        if self.layout != "separate":
+            raise DrlError("actor_parameters() needs the 'separate' network layout.")
+        extra = [self.log_std] if self.continuous else []
+        return [*self.actor.parameters(), *extra]
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        if self.layout != "separate":
+            raise DrlError("critic_parameters() needs the 'separate' network layout.")
+        return list(self.critic.parameters())
 
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.reshape(obs.shape[0], -1) if obs.dim() > 2 else obs
@@ -431,20 +457,113 @@ class ActorCritic(nn.Module):
     def dist_and_value(self, obs: torch.Tensor) -> tuple[DistParams, torch.Tensor]:
         """Policy parameters and state value (B,) in one pass."""
         x = self._flat(obs)
-        if self.shared:
+        if self.layout == "shared":
             h = self.torso(x)
             return self._params(self.actor_out(h)), self.critic_out(h).squeeze(-1)
+        if self.layout == "separate":
+            return self._params(self.actor(x)), self.critic(x).squeeze(-1)
         actor_out, critic_out = self.nets(x)
         return self._params(actor_out), critic_out.squeeze(-1)
 
     def dist(self, obs: torch.Tensor) -> DistParams:
         x = self._flat(obs)
-        if self.shared:
+        if self.layout == "shared":
             return self._params(self.actor_out(self.torso(x)))
+        if self.layout == "separate":
+            return self._params(self.actor(x))
         return self._params(self.nets.forward_one(x, 0))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         x = self._flat(obs)
-        if self.shared:
+        if self.layout == "shared":
             return self.critic_out(self.torso(x)).squeeze(-1)
+        if self.layout == "separate":
+            return self.critic(x).squeeze(-1)
         return self.nets.forward_one(x, 1).squeeze(-1)
+
+
+class RecurrentActorCritic(nn.Module):
+    """MLP encoder -> GRU or LSTM core -> linear actor and critic heads.
+
+    The recurrent state is a tensor (num_layers=1) of shape (B, H) for a GRU, and the pair
+    (h, c) stacked as (2, B, H) for an LSTM, so every state is one tensor. ``step`` advances one
+    time step; ``unroll`` replays a (T, B) sequence from a stored initial state, zeroing the state
+    wherever an episode began (``starts[t]`` true: s_t is the first observation of an episode).
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden_sizes: Sequence[int],
+        activation: str = "tanh",
+        rnn_type: str = "gru",
+        rnn_hidden: int = 64,
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+    ):
+        super().__init__()
+        if rnn_type not in ("gru", "lstm"):
+            raise DrlError(f"Unknown algo.rnn_type '{rnn_type}'. Valid choices: gru, lstm.")
+        in_dim = obs_dim(observation_space)
+        self.head: CategoricalHead | GaussianHead = make_head(action_space)
+        self.continuous = isinstance(self.head, GaussianHead)
+        self.rnn_type = rnn_type
+        self.rnn_hidden = rnn_hidden
+        self.encoder = mlp(in_dim, hidden_sizes, None, activation, ortho=ortho_init)
+        enc = self.encoder.out_features if hidden_sizes else in_dim
+        cell = nn.GRUCell if rnn_type == "gru" else nn.LSTMCell
+        self.cell = cell(enc, rnn_hidden)
+        if ortho_init:
+            for name, p in self.cell.named_parameters():
+                if "weight" in name:
+                    nn.init.orthogonal_(p, 1.0)
+                else:
+                    nn.init.zeros_(p)
+        out = self.head.param_dim
+        self.actor_out = layer_init(nn.Linear(rnn_hidden, out), 0.01, ortho_init)
+        self.critic_out = layer_init(nn.Linear(rnn_hidden, 1), 1.0, ortho_init)
+        if self.continuous:
+            self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        shape = (batch, self.rnn_hidden) if self.rnn_type == "gru" else (2, batch, self.rnn_hidden)
+        return torch.zeros(shape, device=device)
+
+    def _core(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rnn_type == "gru":
+            h = self.cell(x, state)
+            return h, h
+        h, c = self.cell(x, (state[0], state[1]))
+        return h, torch.stack((h, c))
+
+    def _outputs(self, h: torch.Tensor) -> tuple[DistParams, torch.Tensor]:
+        logits = self.actor_out(h)
+        params = (logits, self.log_std) if self.continuous else logits
+        return params, self.critic_out(h).squeeze(-1)
+
+    @staticmethod
+    def _mask(state: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """Zero the state of every env whose episode begins at this step."""
+        keep = (~start).to(state.dtype).unsqueeze(-1)
+        return state * keep
+
+    def step(
+        self, obs: torch.Tensor, state: torch.Tensor, start: torch.Tensor
+    ) -> tuple[DistParams, torch.Tensor, torch.Tensor]:
+        """One step for a batch: (policy params, value (B,), next state)."""
+        h, state = self._core(self.encoder(obs.reshape(obs.shape[0], -1)), self._mask(state, start))
+        params, value = self._outputs(h)
+        return params, value, state
+
+    def unroll(
+        self, obs: torch.Tensor, state: torch.Tensor, starts: torch.Tensor
+    ) -> tuple[DistParams, torch.Tensor]:
+        """(T, B, *obs) sequences from ``state`` -> policy params and values, flattened (T*B)."""
+        t, b = obs.shape[:2]
+        x = self.encoder(obs.reshape(t * b, -1)).reshape(t, b, -1)  # encoder batched over time
+        hs = []
+        for i in range(t):
+            h, state = self._core(x[i], self._mask(state, starts[i]))
+            hs.append(h)
+        return self._outputs(torch.cat(hs))

@@ -23,8 +23,18 @@ def _lazy(module: str, cls: str) -> Callable[[Any, EnvInfo, torch.device], Algor
     return build
 
 
+def _ppo(cfg: Any, env_info: EnvInfo, device: torch.device) -> Algorithm:
+    name = "RecurrentPPO" if getattr(cfg, "recurrent", False) else "PPO"
+    module = "drlcli.algos.ppo_recurrent" if cfg.recurrent else "drlcli.algos.ppo"
+    return _lazy(module, name)(cfg, env_info, device)
+
+
 ALGORITHMS: dict[str, Callable[[Any, EnvInfo, torch.device], Algorithm]] = {
-    "ppo": _lazy("drlcli.algos.ppo", "PPO"),
+    "ppo": _ppo,
+    "a2c": _lazy("drlcli.algos.a2c", "A2C"),
+    "ac": _lazy("drlcli.algos.a2c", "AC"),
+    "reinforce": _lazy("drlcli.algos.reinforce", "Reinforce"),
+    "trpo": _lazy("drlcli.algos.trpo", "TRPO"),
     "dqn": _lazy("drlcli.algos.dqn", "DQN"),
     "sac": _lazy("drlcli.algos.sac", "SAC"),
     "td3": _lazy("drlcli.algos.td3", "TD3"),
@@ -34,8 +44,13 @@ ALGORITHMS: dict[str, Callable[[Any, EnvInfo, torch.device], Algorithm]] = {
 
 # Action spaces each implementation supports (observation spaces: flat Box for the MLPs).
 _BOX = (gym.spaces.Box,)
+_ANY = (gym.spaces.Discrete, gym.spaces.Box)
 ACTION_SPACES: dict[str, tuple[type, ...]] = {
-    "ppo": (gym.spaces.Discrete, gym.spaces.Box),
+    "ppo": _ANY,
+    "a2c": _ANY,
+    "ac": _ANY,
+    "reinforce": _ANY,
+    "trpo": _ANY,
     "dqn": (gym.spaces.Discrete,),
     "sac": _BOX,
     "td3": _BOX,
@@ -86,6 +101,18 @@ def validate(cfg: Any, num_envs: int) -> None:
         from drlcli.algos.ppo import validate_ppo
 
         validate_ppo(cfg, num_envs)
+    elif name in ("a2c", "ac"):
+        from drlcli.algos.a2c import validate_a2c
+
+        validate_a2c(cfg, num_envs)
+    elif name == "reinforce":
+        from drlcli.algos.reinforce import validate_reinforce
+
+        validate_reinforce(cfg, num_envs)
+    elif name == "trpo":
+        from drlcli.algos.trpo import validate_trpo
+
+        validate_trpo(cfg, num_envs)
     elif name in ("dqn", "sac", "td3", "ddpg"):
         from drlcli.algos.offpolicy import validate_offpolicy
 

@@ -33,7 +33,7 @@ def test_defaults():
 
 DISCRETE_ONLY = {"dqn", "double_dqn", "dueling_dqn", "rainbow_lite"}
 CONTINUOUS_ONLY = {"sac", "td3", "ddpg"}
-DISCRETE_ENVS = {"cartpole", "acrobot"}
+DISCRETE_ENVS = {"cartpole", "acrobot", "cartpole_masked", "mountaincar", "lunarlander"}
 
 
 @pytest.mark.parametrize("algo,env,hw", list(itertools.product(ALGOS, ENVS, HARDWARE)))

@@ -61,3 +61,48 @@ def test_continuous_offpolicy_pendulum_better_than_minus_250_within_10k(tmp_path
 def test_tuned_offpolicy_pendulum_within_20k(tmp_path, algo):
     result = run(tmp_path, [f"algo={algo}", "env=pendulum", "seed=1", "total_timesteps=20000"])
     assert result.eval_mean_return > -250, result
+
+
+# The policy-gradient family on CartPole-v1 with their tuned sets: evaluate every 10k steps and
+# stop once the mean of 10 deterministic episodes reaches the threshold.
+@pytest.mark.parametrize(
+    "algo,budget,threshold",
+    [
+        ("a2c", 200_000, 475),
+        ("ppo_kl", 200_000, 475),
+        ("trpo", 200_000, 475),
+        ("reinforce", 300_000, 400),
+    ],
+)
+def test_policy_gradient_family_reaches_threshold_on_cartpole(tmp_path, algo, budget, threshold):
+    result = run(
+        tmp_path,
+        [
+            f"algo={algo}",
+            "env=cartpole",
+            "seed=1",
+            f"total_timesteps={budget}",
+            "eval.every=10000",
+            "eval.early_stop=true",
+            f"eval.target_return={threshold}",
+        ],
+    )
+    assert result.eval_mean_return >= threshold, result
+    assert result.global_step <= budget + 8192
+
+
+@pytest.mark.slow
+def test_recurrent_ppo_solves_masked_velocity_cartpole_within_500k(tmp_path):
+    result = run(
+        tmp_path,
+        [
+            "algo=ppo_gru",
+            "env=cartpole_masked",
+            "seed=1",
+            "total_timesteps=500000",
+            "eval.every=10000",
+            "eval.early_stop=true",
+            "eval.target_return=400",
+        ],
+    )
+    assert result.eval_mean_return >= 400, result

@@ -71,7 +71,16 @@ SAC_ARGS = [
     "log.console_every_s=0",
     "hardware.torch_threads=1",
 ]
-RUNS = {"ppo": (COMMON, STEPS), "sac": (SAC_ARGS, 3000)}
+RUNS = {
+    "ppo": (COMMON, STEPS),
+    "sac": (SAC_ARGS, 3000),
+    # Stateful on-policy methods: whole-episode batches (which envs run an old-policy episode),
+    # the carried recurrent state and the adaptive KL beta must all survive the restart.
+    "reinforce": (["algo=reinforce", *COMMON], STEPS),
+    "ppo_gru": (["algo=ppo_gru", "algo.minibatch_size=128", *COMMON], STEPS),
+    "ppo_kl": (["algo=ppo_kl", *COMMON], STEPS),
+    "trpo": (["algo=trpo", *COMMON], STEPS),
+}
 
 
 def assert_same_tensors(a, b, path=""):
@@ -90,8 +99,9 @@ def assert_same_tensors(a, b, path=""):
 
 @pytest.mark.parametrize("algo", sorted(RUNS))
 def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path, algo):
-    """PPO and SAC (replay buffer included): kill with SIGTERM halfway, resume, and end with
-    bit-identical parameters, optimizer and replay state and the same TensorBoard curves."""
+    """PPO, SAC (replay buffer included) and the stateful on-policy methods: kill with SIGTERM
+    halfway, resume, and end with bit-identical parameters, optimizer and replay state and the
+    same TensorBoard curves."""
     args, total = RUNS[algo]
     straight = tmp_path / "straight"
     out = subprocess.run(
@@ -137,7 +147,9 @@ def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path, algo)
     tags = {
         "ppo": ("charts/learning_rate", "losses/value_loss", "eval/mean_return"),
         "sac": ("losses/critic_loss", "losses/alpha", "eval/mean_return"),
-    }[algo]
+        "ppo_kl": ("charts/kl_beta", "losses/kl", "eval/mean_return"),
+        "trpo": ("losses/kl", "charts/line_search_backtracks", "eval/mean_return"),
+    }.get(algo, ("losses/entropy", "losses/value_loss", "eval/mean_return"))
     for tag in tags:
         assert scalar_steps(resumed, tag) == scalar_steps(straight, tag), tag
     sps_steps = [step for step, _ in scalar_steps(resumed, "charts/SPS")]

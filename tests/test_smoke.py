@@ -77,7 +77,7 @@ def test_train_writes_config_events_and_checkpoints(drl, clean_env, tmp_path):
     import torch
 
     state = torch.load(ckpts[-1], weights_only=True)
-    assert state["step"] == result["global_step"] and "optimizer" in state["algo"]
+    assert state["step"] == result["global_step"] and "optimizers" in state["algo"]
 
     acc = load_events(run_dir)
     tags = set(acc.Tags()["scalars"])

@@ -57,6 +57,13 @@ class Algorithm(ABC):
     def modules(self) -> dict[str, torch.nn.Module]:
         return {}
 
+    # Stateful (recurrent) policies keep a state per eval env; feed-forward ones ignore these.
+    def reset_predict_state(self, num_envs: int) -> None:  # noqa: B027 (optional hook)
+        """Evaluation episodes start on ``num_envs`` envs."""
+
+    def episodes_ended(self, done: np.ndarray) -> None:  # noqa: B027 (optional hook)
+        """After an evaluation step: ``done[i]`` when env i's episode ended (it auto-reset)."""
+
 
 def to_env_actions(actions: torch.Tensor, continuous: bool) -> np.ndarray:
     out = actions.detach().cpu().numpy()

@@ -1,0 +1,171 @@
+"""What every policy-gradient method shares: the actor-critic network, rollout storage and its
+collection, advantage computation, learning-rate annealing, prediction and checkpoint state.
+
+A method subclasses :class:`OnPolicy` and writes its ``update`` (the part that differs between
+the papers) plus, where it needs more than one, ``build_optimizers``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from drlcli.algos.base import Algorithm, EnvInfo, collect_rollout, to_env_actions
+from drlcli.buffers import RolloutBuffer
+from drlcli.config import OnPolicyConfig
+from drlcli.envs import VecEnv
+from drlcli.errors import DrlError
+from drlcli.networks import ActorCritic
+from drlcli.returns import gae
+
+
+def common_problems(cfg: OnPolicyConfig) -> list[str]:
+    problems = []
+    if cfg.num_steps < 1:
+        problems.append(f"algo.num_steps must be >= 1 (got {cfg.num_steps})")
+    if cfg.learning_rate <= 0:
+        problems.append(f"algo.learning_rate must be > 0 (got {cfg.learning_rate})")
+    if not 0 <= cfg.gamma <= 1 or not 0 <= cfg.gae_lambda <= 1:
+        problems.append("algo.gamma and algo.gae_lambda must lie in [0, 1]")
+    if cfg.max_grad_norm <= 0:
+        problems.append(f"algo.max_grad_norm must be > 0 (got {cfg.max_grad_norm})")
+    for key in ("critic_learning_rate",):
+        value = getattr(cfg, key, None)
+        if value is not None and value <= 0:
+            problems.append(f"algo.{key} must be > 0 (got {value})")
+    return problems
+
+
+def raise_problems(label: str, problems: list[str]) -> None:
+    if problems:
+        raise DrlError(f"Invalid {label} settings: " + "; ".join(problems) + ".")
+
+
+class OnPolicy(Algorithm):
+    #: network layout (see ActorCritic): "separate" for methods with their own actor optimizer
+    layout = "stacked"
+
+    def __init__(self, cfg: OnPolicyConfig, env_info: EnvInfo, device: torch.device):
+        super().__init__(cfg, env_info, device)
+        self.cfg: OnPolicyConfig = cfg
+        self.policy = self.build_policy().to(device)
+        self.optimizers: dict[str, torch.optim.Optimizer] = self.build_optimizers()
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        self.lr_scale = 1.0
+        self.buffer = self.build_buffer()
+
+    # --- construction --------------------------------------------------------------------
+    def build_policy(self) -> Any:
+        cfg, info = self.cfg, self.env_info
+        if cfg.shared_network and self.layout == "separate":
+            raise DrlError(
+                f"algo={cfg.name} trains its actor and critic separately, so "  # type: ignore[attr-defined]
+                "algo.shared_network=true is not available for it."
+            )
+        return ActorCritic(
+            info.observation_space,
+            info.action_space,
+            cfg.hidden_sizes,
+            cfg.activation,
+            cfg.shared_network,
+            cfg.ortho_init,
+            cfg.log_std_init,
+            layout=self.layout,
+        )
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "optimizer": torch.optim.Adam(
+                self.policy.parameters(), lr=self.cfg.learning_rate, eps=self.cfg.adam_eps
+            )
+        }
+
+    def build_buffer(self) -> RolloutBuffer | None:
+        info = self.env_info
+        obs_shape = tuple(info.observation_space.shape or ())
+        act_shape = tuple(info.action_space.shape or ())
+        act_dtype = torch.float32 if self.policy.continuous else torch.long
+        return RolloutBuffer(
+            self.cfg.num_steps, info.num_envs, obs_shape, act_shape, act_dtype, self.device
+        )
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"policy": self.policy}
+
+    # --- experience ----------------------------------------------------------------------
+    def collect(self, env: VecEnv) -> None:
+        assert self.buffer is not None
+        obs = env.obs if env.obs is not None else env.reset()
+        collect_rollout(self.policy, env, self.buffer, obs)
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        with torch.inference_mode():
+            params = self.policy.dist(torch.as_tensor(obs, device=self.device))
+            head = self.policy.head
+            action = head.mode(params) if deterministic else head.sample(params)
+        return to_env_actions(action, self.policy.continuous)
+
+    # --- shared learning pieces ----------------------------------------------------------
+    def anneal(self, progress: float) -> None:
+        """Linear learning-rate decay to 0 over the budget when ``anneal_lr``."""
+        if not self.cfg.anneal_lr:
+            return
+        self.lr_scale = max(1.0 - progress, 0.0)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * self.lr_scale
+
+    @property
+    def learning_rate(self) -> float:
+        return self.cfg.learning_rate * self.lr_scale
+
+    def compute_advantages(self) -> None:
+        """GAE(gamma, lambda) into ``buffer.advantages`` and ``buffer.returns``."""
+        buf, cfg = self.buffer, self.cfg
+        assert buf is not None
+        adv, ret = gae(
+            buf.rewards,
+            buf.values,
+            buf.next_values,
+            buf.terminated,
+            buf.dones,
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
+        buf.advantages.copy_(adv)
+        buf.returns.copy_(ret)
+
+    def entropy_metrics(self, obs: torch.Tensor) -> dict[str, float]:
+        out: dict[str, float] = {"charts/learning_rate": self.learning_rate}
+        with torch.no_grad():
+            out["losses/entropy"] = float(self.policy.head.entropy(self.policy.dist(obs)).mean())
+            if self.policy.continuous:
+                out["charts/action_std"] = float(self.policy.log_std.exp().mean())
+        return out
+
+    # --- checkpointing -------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        """Method-specific state beyond networks and optimizers (e.g. PPO's KL beta)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "lr_scale": self.lr_scale,
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        for key, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][key])
+        self.lr_scale = float(state["lr_scale"])
+        self.load_extra_state(state.get("extra", {}))

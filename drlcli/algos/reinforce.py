@@ -1,0 +1,170 @@
+"""REINFORCE (Williams 1992): Monte-Carlo policy gradient over whole episodes.
+
+    grad J = E[ sum_t grad log pi(a_t|s_t) (G_t - b(s_t)) ],  G_t = sum_{k>=t} gamma^(k-t) r_k
+
+with reward-to-go returns G_t, an optional learned baseline b(s) = V(s) (fitted by regression
+on G_t after the policy step) and optional standardization of G_t - b(s_t) over the batch.
+
+A batch holds only whole episodes played by the current policy: the vector envs run until
+finished episodes hold ``num_steps x num_envs`` steps. An episode still running at an update is
+played to its end by the next policy but not learned from (it would be off-policy); those steps
+count towards the budget and are logged as ``charts/discarded_steps``. Episodes cut by a time
+limit are used as they are (G_t without a bootstrap), as in the Monte-Carlo method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from drlcli.algos.base import EnvInfo, to_env_actions
+from drlcli.algos.onpolicy import OnPolicy, common_problems, raise_problems
+from drlcli.config import ReinforceConfig
+from drlcli.envs import VecEnv
+from drlcli.returns import discounted_returns, explained_variance
+
+
+def validate_reinforce(cfg: ReinforceConfig, num_envs: int) -> None:
+    problems = common_problems(cfg)
+    if cfg.critic_epochs < 1:
+        problems.append(f"algo.critic_epochs must be >= 1 (got {cfg.critic_epochs})")
+    raise_problems("REINFORCE", problems)
+
+
+def reward_to_go(rewards: torch.Tensor, dones: torch.Tensor, gamma: float) -> torch.Tensor:
+    """G_t = r_t + gamma G_{t+1} inside an episode, 0 past its end; (T, N) -> (T, N)."""
+    zeros = torch.zeros_like(rewards)
+    return discounted_returns(rewards, zeros, dones, dones, gamma, bootstrap_last=False)
+
+
+class Reinforce(OnPolicy):
+    layout = "separate"
+
+    def __init__(self, cfg: ReinforceConfig, env_info: EnvInfo, device: torch.device):
+        validate_reinforce(cfg, env_info.num_envs)
+        self.cfg: ReinforceConfig = cfg
+        super().__init__(cfg, env_info, device)
+        n = env_info.num_envs
+        # Env i's running episode began under the current policy (true after a reset).
+        self.on_policy = np.ones(n, dtype=bool)
+        self.batch: dict[str, torch.Tensor] = {}
+        self.discarded = 0
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        cfg, policy = self.cfg, self.policy
+        opts: dict[str, torch.optim.Optimizer] = {
+            "actor": torch.optim.Adam(
+                policy.actor_parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps
+            )
+        }
+        if cfg.baseline:
+            opts["critic"] = torch.optim.Adam(
+                policy.critic_parameters(), lr=cfg.critic_learning_rate, eps=cfg.adam_eps
+            )
+        return opts
+
+    def build_buffer(self) -> None:
+        return None  # variable-length batches of whole episodes, gathered in collect()
+
+    def collect(self, env: VecEnv) -> None:
+        obs = env.obs if env.obs is not None else env.reset()
+        n = env.num_envs
+        target = self.cfg.num_steps * n
+        rows: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "done", "use")}
+        ep_start = np.zeros(n, dtype=np.int64)  # row where env i's running episode began
+        complete = 0
+        # Whatever was running at the previous update belongs to an older policy.
+        use = self.on_policy.copy()
+        policy, head = self.policy, self.policy.head
+        with torch.inference_mode():
+            while complete < target:
+                t = len(rows["obs"])
+                action = head.sample(policy.dist(torch.as_tensor(obs, device=self.device)))
+                env_action = to_env_actions(action, policy.continuous)
+                result = env.step(env_action)
+                done = result.terminated | result.truncated
+                rows["obs"].append(obs)
+                rows["act"].append(env_action)
+                rows["rew"].append(result.reward.astype(np.float32))
+                rows["done"].append(done)
+                rows["use"].append(use.copy())
+                for j in np.flatnonzero(done & use):
+                    complete += int(t + 1 - ep_start[j])
+                ep_start[done] = t + 1
+                use |= done  # a new episode starts under this policy
+                obs = result.obs
+        t_total = len(rows["obs"])
+        use_rows = np.stack(rows["use"])
+        for i in range(n):
+            # Episodes still running now are incomplete: not learned from.
+            use_rows[ep_start[i] :, i] = False
+        # Next batch: envs in mid-episode continue an episode of this (soon old) policy.
+        self.on_policy = ep_start == t_total
+        self.discarded = int(t_total * n - use_rows.sum())
+
+        def tensor(key: str, dtype: Any = None) -> torch.Tensor:
+            return torch.as_tensor(np.stack(rows[key]), dtype=dtype, device=self.device)
+
+        rew, done = tensor("rew"), tensor("done")
+        g = reward_to_go(rew, done, self.cfg.gamma)
+        mask = torch.as_tensor(use_rows, device=self.device)
+        self.batch = {
+            "obs": tensor("obs", torch.float32)[mask],
+            "act": tensor("act")[mask],
+            "ret": g[mask],
+        }
+
+    def update(self, progress: float) -> dict[str, float]:
+        cfg, policy, head = self.cfg, self.policy, self.policy.head
+        self.anneal(progress)
+        obs, act, ret = self.batch["obs"], self.batch["act"], self.batch["ret"]
+        out: dict[str, float] = {}
+        if cfg.baseline:
+            with torch.no_grad():
+                values = policy.value(obs)
+            adv = ret - values
+            out["losses/explained_variance"] = explained_variance(values, ret)
+        else:
+            adv = ret.clone()
+        if cfg.norm_adv and adv.numel() > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+
+        dist_params = policy.dist(obs)
+        pg_loss = -(head.log_prob(dist_params, act) * adv).mean()
+        entropy = head.entropy(dist_params).mean()
+        actor_opt = self.optimizers["actor"]
+        actor_opt.zero_grad()
+        (pg_loss - cfg.ent_coef * entropy).backward()
+        torch.nn.utils.clip_grad_norm_(policy.actor_parameters(), cfg.max_grad_norm)
+        actor_opt.step()
+
+        if cfg.baseline:
+            critic_opt = self.optimizers["critic"]
+            for _ in range(cfg.critic_epochs):
+                v_loss = (policy.value(obs) - ret).pow(2).mean()
+                critic_opt.zero_grad()
+                v_loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.critic_parameters(), cfg.max_grad_norm)
+                critic_opt.step()
+            out["losses/value_loss"] = float(v_loss.detach())
+        out.update(
+            {
+                "charts/learning_rate": self.learning_rate,
+                "losses/policy_loss": float(pg_loss.detach()),
+                "losses/entropy": float(entropy.detach()),
+                "charts/batch_steps": float(obs.shape[0]),
+                "charts/discarded_steps": float(self.discarded),
+            }
+        )
+        if policy.continuous:
+            out["charts/action_std"] = float(policy.log_std.detach().exp().mean())
+        return out
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"on_policy": torch.from_numpy(self.on_policy.copy())}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if "on_policy" in state:
+            self.on_policy = state["on_policy"].numpy().copy()

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
-EXTRAS ?= dev,sweep,bench,box2d
+EXTRAS ?= dev,sweep,bench,box2d,atari,mujoco,joblib,submitit,ray
 STAMP := $(VENV)/.drlcli-installed
 
 .PHONY: install run test test-slow lint format bench clean help
@@ -16,7 +16,7 @@ help:
 	@echo "make test       install, then run the test suite (fast tiers)"
 	@echo "make test-slow  the slow learning tests"
 	@echo "make lint       ruff (lint + format check) and mypy"
-	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3), side by side"
+	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3) and scaling tables"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_ppo.py
 	$(BIN)/python benchmarks/bench_offpolicy.py
 	$(BIN)/python benchmarks/bench_onpolicy.py
+	$(BIN)/python benchmarks/bench_scaling.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -31,11 +31,14 @@ class RolloutBuffer:
         self.device = device
         t, n = num_steps, num_envs
         self.on_cpu = device.type == "cpu"
-        # Host side, written by the env loop.
-        self.np_obs = np.zeros((t, n, *obs_shape), dtype=np.float32)  # (T, N, *obs) s_t
-        self.np_rewards = np.zeros((t, n), dtype=np.float32)  # (T, N) r_t (normalized if on)
-        self.np_terminated = np.zeros((t, n), dtype=bool)  # (T, N) true terminal at t
-        self.np_dones = np.zeros((t, n), dtype=bool)  # (T, N) terminated | truncated at t
+        # Host side, written by the env loop. On CUDA these are page-locked (pinned) so the
+        # once-per-rollout copy to the device is a DMA transfer that does not stage through
+        # pageable memory.
+        host = self._host_array
+        self.np_obs = host((t, n, *obs_shape), torch.float32)  # (T, N, *obs) s_t
+        self.np_rewards = host((t, n), torch.float32)  # (T, N) r_t (normalized if on)
+        self.np_terminated = host((t, n), torch.bool)  # (T, N) true terminal at t
+        self.np_dones = host((t, n), torch.bool)  # (T, N) terminated | truncated at t
         self.obs = self._mirror(self.np_obs)
         self.rewards = self._mirror(self.np_rewards)
         self.terminated = self._mirror(self.np_terminated)
@@ -53,6 +56,10 @@ class RolloutBuffer:
         self.advantages = torch.zeros((t, n), device=device)  # (T, N) filled after the rollout
         self.returns = torch.zeros((t, n), device=device)  # (T, N) advantages + values
 
+    def _host_array(self, shape: tuple[int, ...], dtype: torch.dtype) -> np.ndarray:
+        pin = self.device.type == "cuda"
+        return torch.zeros(shape, dtype=dtype, pin_memory=pin).numpy()
+
     def _mirror(self, array: np.ndarray) -> torch.Tensor:
         host = torch.from_numpy(array)
         return host if self.on_cpu else torch.empty_like(host, device=self.device)
@@ -68,7 +75,10 @@ class RolloutBuffer:
         if not self.on_cpu:
             for name in ("obs", "rewards", "terminated", "dones"):
                 src = torch.from_numpy(getattr(self, "np_" + name))
-                getattr(self, name).copy_(src, non_blocking=False)
+                getattr(self, name).copy_(src, non_blocking=True)
+            if self.device.type == "cuda":
+                # The host buffers are rewritten by the next rollout: let the DMA finish first.
+                torch.cuda.current_stream(self.device).synchronize()
         self.next_values[:-1] = self.values[1:]
         self.next_values[-1] = last_values
         torch.where(self.dones, self.final_values, self.next_values, out=self.next_values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -164,6 +165,37 @@ def _exception_text(exc: BaseException) -> str:
     return "; ".join(parts[:2]) + "."
 
 
+# Hydra launcher plugins drlcli supports: launcher name -> (plugin module, drlcli extra).
+LAUNCHERS: dict[str, tuple[str, str]] = {
+    "basic": ("hydra", ""),
+    "joblib": ("hydra_plugins.hydra_joblib_launcher", "joblib"),
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "submitit"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "submitit"),
+    "ray": ("hydra_plugins.hydra_ray_launcher", "ray"),
+}
+
+
+def check_launcher(name: str) -> None:
+    """A clear error for an unknown launcher or one whose extra is not installed."""
+    import importlib.util
+
+    if name not in LAUNCHERS:
+        raise DrlError(
+            f"Unknown hydra/launcher '{name}'.{did_you_mean(name, LAUNCHERS)} Valid choices: "
+            f"{', '.join(LAUNCHERS)} (each but basic comes with a drlcli extra)."
+        )
+    module, extra = LAUNCHERS[name]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        raise DrlError(
+            f"hydra/launcher={name} needs the {extra} launcher plugin, which is not installed: "
+            f"pip install 'drlcli[{extra}]' (from a checkout: make install EXTRAS=...,{extra})."
+        )
+
+
 def check_overrides(overrides: list[str], multirun: bool) -> Any:
     """Catch unknown groups/options/keys and bad values before Hydra creates any run dir;
     returns the composed config of the first job (or None when it cannot be composed alone)."""
@@ -180,6 +212,8 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
     plain: list[Any] = []
     for o in parsed:
         key = o.key_or_group
+        if key == "hydra/launcher":
+            check_launcher(o.get_value_element_as_str())
         if key.startswith("hydra") or o.is_delete() or o.is_add() or o.is_force_add():
             continue
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
@@ -231,7 +265,7 @@ def preflight(cfg: Any) -> None:
 
     from drlcli.config import to_train_config
     from drlcli.envs import check_env_id, make_single_env
-    from drlcli.hardware import resolve_device
+    from drlcli.hardware import resolve_device, resolve_workers
     from drlcli.registry import check_compatible
     from drlcli.runner import validate
 
@@ -246,6 +280,7 @@ def preflight(cfg: Any) -> None:
     validate(tc)
     check_env_id(tc.env.id)
     resolve_device(tc.hardware.device)
+    resolve_workers(tc.hardware, tc.env.num_envs)
     # Build one env: missing optional extras, bad kwargs or wrappers, incompatible spaces.
     probe = make_single_env(tc.env)
     try:
@@ -254,10 +289,31 @@ def preflight(cfg: Any) -> None:
         probe.close()
     from drlcli.registry import validate as validate_algo
 
-    validate_algo(tc.algo, tc.env.num_envs)
+    validate_algo(tc.algo, tc.env.num_envs, tc.env)
 
 
 # --- train ------------------------------------------------------------------------------------
+def launcher_parallel_jobs(launcher: Any, num_jobs: int | None = None) -> int | None:
+    """How many sweep jobs a Hydra launcher runs at once on this machine, so that each job's
+    automatic torch thread count takes only its share of the cores (torch threads spin: four
+    jobs of two threads on two cores ran 50x slower than one job). None: jobs run one by one
+    or on machines of their own (SLURM gives each job its cores through CPU affinity)."""
+    from drlcli.hardware import available_cores
+
+    target = str(launcher.get("_target_", "")) if launcher is not None else ""
+    cores = available_cores()
+    if "JoblibLauncher" in target:
+        n = int(launcher.get("n_jobs") or -1)
+        return cores if n == -1 else (max(cores + 1 + n, 1) if n < 0 else n)
+    if "RayLauncher" in target:
+        remote = (launcher.get("ray") or {}).get("remote") or {}
+        return max(cores // max(int(remote.get("num_cpus") or 1), 1), 1)
+    if "submitit_launcher.LocalLauncher" in target:
+        cpus = launcher.get("cpus_per_task")
+        return max(cores // int(cpus), 1) if cpus else max(num_jobs or cores, 1)
+    return None
+
+
 def _task(cfg: Any) -> float:
     """The Hydra task: typed config in, objective (final mean eval return) out."""
     from hydra.core.hydra_config import HydraConfig
@@ -273,6 +329,9 @@ def _task(cfg: Any) -> float:
     command = "drl train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if multirun:
         command = "drl train " + " ".join(shlex.quote(o) for o in hc.overrides.task)
+        jobs = launcher_parallel_jobs(hc.launcher)
+        if jobs and "DRL_PARALLEL_JOBS" not in os.environ:
+            os.environ["DRL_PARALLEL_JOBS"] = str(jobs)
     try:
         tc = to_train_config(cfg)
         result = train(tc, run_dir, command)

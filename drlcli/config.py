@@ -34,14 +34,22 @@ class EnvConfig:
     normalize_reward: bool = False  # scale rewards by the std of the discounted return
     clip_obs: float = 10.0  # clip normalized observations to +-clip_obs
     clip_reward: float = 10.0  # clip normalized rewards to +-clip_reward
+    # Atari-style training-only signals (eval always sees the real game): a lost life ends the
+    # learner's episode without resetting the game; rewards become their sign (-1, 0, +1).
+    episodic_life: bool = False
+    clip_reward_sign: bool = False
     solved_return: float | None = None  # mean eval return that counts as solved
 
 
 @dataclass
 class HardwareConfig:
-    device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    torch_threads: int = 0  # 0 = automatic (cores / parallel jobs, at least 1)
-    vectorization: str = "sync"  # sync | async (one process per env)
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda if present, else cpu)
+    torch_threads: int = 0  # 0 = automatic (cores / parallel jobs, minus env workers, >= 1)
+    # sync: envs step in this process | workers: drlcli's worker processes, several envs each,
+    # shared-memory observations | async: gymnasium's AsyncVectorEnv, one process per env
+    vectorization: str = "sync"
+    num_workers: int = 0  # workers: env processes (0 = min(cores, env.num_envs))
+    envs_per_worker: int = 0  # workers: if set, env.num_envs must be num_workers x this
     deterministic: bool = False  # torch.use_deterministic_algorithms
 
 
@@ -101,6 +109,27 @@ class A2CConfig(OnPolicyConfig):
     optimizer: str = "rmsprop"  # rmsprop | adam
     rms_alpha: float = 0.99  # RMSprop smoothing constant
     rms_eps: float = 1e-5
+
+
+@dataclass
+class A3CConfig(OnPolicyConfig):
+    """A3C (Mnih et al. 2016, arXiv:1602.01783, algorithm S3): ``num_workers`` processes, each
+    with its own envs and local network, compute n-step gradients and apply them without locks
+    to one shared model with a shared RMSprop state."""
+
+    name: str = "a3c"
+    num_workers: int = 2  # learner processes (the paper: one per CPU thread)
+    envs_per_worker: int = 1  # envs each worker steps (the paper: 1)
+    num_steps: int = 5  # t_max: steps per env between gradient pushes
+    learning_rate: float = 7e-4
+    anneal_lr: bool = False
+    gae_lambda: float = 1.0  # n-step returns, as in the paper
+    norm_adv: bool = False
+    ent_coef: float = 0.01
+    max_grad_norm: float = 40.0
+    rms_alpha: float = 0.99
+    rms_eps: float = 1e-5
+    report_every: int = 2048  # env steps (all workers) between progress reports to the runner
 
 
 @dataclass
@@ -280,6 +309,7 @@ class TrainConfig:
 ALGO_SCHEMAS: dict[str, type] = {
     "ppo": PPOConfig,
     "a2c": A2CConfig,
+    "a3c": A3CConfig,
     "ac": ACConfig,
     "reinforce": ReinforceConfig,
     "trpo": TRPOConfig,

@@ -14,6 +14,7 @@ Everything env-specific that an algorithm should not care about happens in ``Vec
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pickle
 from dataclasses import dataclass
 from typing import Any
@@ -53,8 +54,54 @@ class MaskVelocity(gym.ObservationWrapper):
         return observation
 
 
+class FireReset(gym.Wrapper):
+    """Press FIRE after a reset and after each lost life in games that wait for it (Breakout,
+    ...); a no-op for games without a FIRE action. Without it a deterministic policy that never
+    picks FIRE stalls a game until the ALE's 108k-frame limit (what the episodic-life reset of
+    the usual wrappers does for training, here also for whole-game evaluation)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        base = env.unwrapped
+        meanings = base.get_action_meanings() if hasattr(base, "ale") else []  # type: ignore[attr-defined]
+        self._fire = meanings.index("FIRE") if "FIRE" in meanings else None
+        self._lives = 0
+
+    def reset(self, **kwargs: Any) -> Any:
+        obs, info = self.env.reset(**kwargs)
+        if self._fire is None:
+            return obs, info
+        obs, _, terminated, truncated, info = self.env.step(self._fire)
+        if terminated or truncated:
+            obs, info = self.env.reset(**kwargs)
+        self._lives = int(info.get("lives", 0))
+        return obs, info
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self._fire is None:
+            return obs, reward, terminated, truncated, info
+        lives = int(info.get("lives", 0))
+        if lives < self._lives and not (terminated or truncated):
+            obs, extra, terminated, truncated, info = self.env.step(self._fire)
+            reward = float(reward) + float(extra)
+            lives = int(info.get("lives", 0))
+        self._lives = lives
+        return obs, reward, terminated, truncated, info
+
+
 # drlcli's own per-env wrappers; other names are looked up in gymnasium.wrappers.
-WRAPPERS: dict[str, type] = {"MaskVelocity": MaskVelocity}
+WRAPPERS: dict[str, type] = {"MaskVelocity": MaskVelocity, "FireReset": FireReset}
+
+
+def register_optional_envs(env_id: str) -> None:
+    """Suites that register their ids on import (ale-py's ALE/...)."""
+    if env_id.startswith("ALE/") and env_id not in gym.registry:
+        try:
+            import ale_py
+        except ImportError:
+            return
+        gym.register_envs(ale_py)
 
 
 def resolve_wrapper(name: str) -> Any:
@@ -80,6 +127,7 @@ def _suggest_extra(env_id: str) -> str:
 
 def check_env_id(env_id: str) -> None:
     """Fail with a clear message when ``env_id`` is not a registered gymnasium id."""
+    register_optional_envs(env_id)
     if env_id in gym.registry:
         return
     extra = _suggest_extra(env_id)
@@ -115,7 +163,16 @@ def make_single_env(cfg: EnvConfig) -> gym.Env:
                 f"Unknown wrapper '{spec.name}' in env.wrappers.{did_you_mean(spec.name, choices)}"
                 f" Valid wrappers: {', '.join(choices)}."
             )
-        env = wrapper_cls(env, **dict(spec.kwargs))
+        try:
+            env = wrapper_cls(env, **dict(spec.kwargs))
+        except gym.error.DependencyNotInstalled as exc:
+            extra = _suggest_extra(cfg.id) or "the package named below"
+            raise DrlError(
+                f"The wrapper {spec.name} for '{cfg.id}' needs an optional dependency that is "
+                f"not installed: pip install 'drlcli[{extra}]'. ({exc})"
+            ) from exc
+        except TypeError as exc:
+            raise DrlError(f"Bad kwargs for the wrapper {spec.name}: {exc}") from exc
     return env
 
 
@@ -180,12 +237,14 @@ class VecEnv:
         vectorization: str = "sync",
         gamma: float = 0.99,
         training: bool = True,
+        num_workers: int = 0,
     ):
         if num_envs < 1:
             raise DrlError(f"env.num_envs must be at least 1, got {num_envs}.")
-        if vectorization not in ("sync", "async"):
+        if vectorization not in ("sync", "async", "workers"):
             raise DrlError(
-                f"hardware.vectorization must be 'sync' or 'async', got '{vectorization}'."
+                f"hardware.vectorization must be 'sync', 'workers' or 'async', got "
+                f"'{vectorization}'."
             )
         self.cfg = cfg
         self.num_envs = num_envs
@@ -198,8 +257,23 @@ class VecEnv:
         self.single_observation_space = probe.observation_space
         self.single_action_space = probe.action_space
         probe.close()
-        vec_cls = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
-        self.env = vec_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        self.env: Any
+        if vectorization == "workers":
+            from drlcli.workers import WorkerVecEnv
+
+            self.env = WorkerVecEnv(
+                functools.partial(make_single_env, cfg),
+                num_envs,
+                num_workers or num_envs,
+                self.single_observation_space,
+                self.single_action_space,
+                cfg.id,
+            )
+        else:
+            vec_cls = (
+                gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
+            )
+            self.env = vec_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
         obs_shape = self.single_observation_space.shape or ()
         self.obs_shape: tuple[int, ...] = tuple(obs_shape)
         self.obs_rms = RunningMeanStd(self.obs_shape)
@@ -214,6 +288,7 @@ class VecEnv:
         if isinstance(space, gym.spaces.Box):
             self._low, self._high = space.low, space.high
         self._obs: np.ndarray | None = None
+        self._lives = np.zeros(num_envs)
 
     # --- observation normalization -----------------------------------------------------
     def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
@@ -230,7 +305,8 @@ class VecEnv:
 
     # --- gymnasium API ---------------------------------------------------------------
     def reset(self, seed: int | None = None) -> np.ndarray:
-        obs, _ = self.env.reset(seed=self.seed if seed is None else seed)
+        obs, info = self.env.reset(seed=self.seed if seed is None else seed)
+        self._lives = np.asarray(info.get("lives", np.zeros(self.num_envs)))
         self._ep_return[:] = 0
         self._ep_length[:] = 0
         self._disc_return[:] = 0
@@ -245,6 +321,12 @@ class VecEnv:
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
         done = terminated | truncated
+        learner_terminated = terminated
+        if self.training and self.cfg.episodic_life and "lives" in info:
+            lives = np.asarray(info["lives"])
+            # A lost life is terminal for the learner; the game (and its episode) goes on.
+            learner_terminated = terminated | ((lives < self._lives) & ~done)
+            self._lives = lives
         self.global_step += self.num_envs
         self._ep_return += reward
         self._ep_length += 1
@@ -260,6 +342,8 @@ class VecEnv:
             self._ep_return[done] = 0
             self._ep_length[done] = 0
 
+        if self.cfg.clip_reward_sign and self.training:
+            reward = np.sign(reward)
         if self.cfg.normalize_reward and self.training:
             # Scale by the std of the discounted return (as in OpenAI baselines' VecNormalize).
             self._disc_return = self._disc_return * self.gamma + reward
@@ -276,7 +360,9 @@ class VecEnv:
             next_obs if raw_final is obs else self.normalize_obs(raw_final.astype(np.float32))
         )
         self._obs = next_obs
-        return StepResult(next_obs, reward.astype(np.float32), terminated, truncated, final_obs)
+        return StepResult(
+            next_obs, reward.astype(np.float32), learner_terminated, truncated, final_obs
+        )
 
     @property
     def obs(self) -> np.ndarray | None:
@@ -297,6 +383,7 @@ class VecEnv:
                     "ep_return": self._ep_return,
                     "ep_length": self._ep_length,
                     "disc_return": self._disc_return,
+                    "lives": self._lives,
                 }
             )
         except Exception:  # an env holding sockets, renderers, ...
@@ -320,6 +407,7 @@ class VecEnv:
         self._ep_return = state["ep_return"]
         self._ep_length = state["ep_length"]
         self._disc_return = state["disc_return"]
+        self._lives = state.get("lives", np.zeros(self.num_envs))
 
     def drain_episodes(self) -> list[Episode]:
         eps, self.episodes = self.episodes, []
@@ -348,7 +436,9 @@ class VecEnv:
 
 def eval_env_config(cfg: EnvConfig) -> EnvConfig:
     """The eval env: same env and observation preprocessing, raw rewards."""
-    return dataclasses.replace(cfg, normalize_reward=False)
+    return dataclasses.replace(
+        cfg, normalize_reward=False, episodic_life=False, clip_reward_sign=False
+    )
 
 
 def evaluate(

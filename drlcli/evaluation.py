@@ -106,7 +106,7 @@ def record_episode(
     try:
         obs = env.reset(seed=seed)
         algo.reset_predict_state(1)
-        inner = env.env.envs[0]  # type: ignore[union-attr]
+        inner = env.env.envs[0]
         frames.append(inner.render())
         while True:
             result = env.step(algo.predict(obs, deterministic))

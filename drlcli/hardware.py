@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ class Resolved:
     torch_threads: int
     vectorization: str
     deterministic: bool
+    num_workers: int = 0  # env worker processes (0: the envs run in the training process)
+    envs_per_worker: int = 0
+    notes: list[str] = field(default_factory=list)  # e.g. an auto fallback, said at start
 
 
 def available_cores() -> int:
@@ -49,22 +52,66 @@ def resolve_device(name: str) -> torch.device:
     raise DrlError(f"Unknown hardware.device '{name}'. Valid choices: cpu, cuda, cuda:N, auto.")
 
 
-def setup(cfg: HardwareConfig, seed: int) -> tuple[torch.device, Resolved]:
+VECTORIZATIONS = ("sync", "workers", "async")
+
+
+def resolve_workers(cfg: HardwareConfig, num_envs: int) -> tuple[int, int]:
+    """(num_workers, envs_per_worker) for the workers profile; (0, 0) otherwise."""
+    if cfg.vectorization not in VECTORIZATIONS:
+        raise DrlError(
+            f"Unknown hardware.vectorization '{cfg.vectorization}'. Valid choices: "
+            f"{', '.join(VECTORIZATIONS)} (or pick a profile: hardware=cpu, workers, cuda, auto)."
+        )
+    if cfg.num_workers < 0 or cfg.envs_per_worker < 0:
+        raise DrlError("hardware.num_workers and hardware.envs_per_worker must be >= 0 (0 = auto).")
+    if cfg.vectorization != "workers":
+        return 0, 0
+    workers = cfg.num_workers or (
+        num_envs // cfg.envs_per_worker if cfg.envs_per_worker else min(available_cores(), num_envs)
+    )
+    if workers > num_envs:
+        raise DrlError(
+            f"hardware.num_workers={workers} is more than env.num_envs={num_envs}: each worker "
+            f"needs at least one env. Use env.num_envs={workers} or fewer workers."
+        )
+    per = cfg.envs_per_worker or -(-num_envs // max(workers, 1))
+    if cfg.envs_per_worker and workers * cfg.envs_per_worker != num_envs:
+        raise DrlError(
+            f"hardware.num_workers={workers} x hardware.envs_per_worker={cfg.envs_per_worker} = "
+            f"{workers * cfg.envs_per_worker} envs, but env.num_envs={num_envs}. Set "
+            f"env.num_envs={workers * cfg.envs_per_worker}, or leave envs_per_worker=0 to split "
+            "env.num_envs evenly."
+        )
+    return workers, per
+
+
+def setup(cfg: HardwareConfig, seed: int, num_envs: int = 1) -> tuple[torch.device, Resolved]:
+    notes = []
     device = resolve_device(cfg.device)
+    if cfg.device == "auto":
+        notes.append(
+            f"hardware.device=auto: using {device}"
+            + ("" if device.type == "cuda" else " (no CUDA device found)")
+        )
+    workers, per_worker = resolve_workers(cfg, num_envs)
     threads = cfg.torch_threads
     if threads < 0:
         raise DrlError(f"hardware.torch_threads must be >= 0 (0 = auto), got {threads}.")
     if threads == 0:
-        # Parallel sweep jobs (joblib etc.) export DRL_PARALLEL_JOBS so they share the cores.
+        # Parallel sweep jobs (joblib etc.) export DRL_PARALLEL_JOBS so they share the cores;
+        # env worker processes get their own cores too.
         jobs = max(int(os.environ.get("DRL_PARALLEL_JOBS", "1")), 1)
-        threads = max(available_cores() // jobs, 1)
+        threads = max(available_cores() // jobs - workers, 1)
     torch.set_num_threads(threads)
     seed_everything(seed)
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-    return device, Resolved(str(device), threads, cfg.vectorization, cfg.deterministic)
+    resolved = Resolved(
+        str(device), threads, cfg.vectorization, cfg.deterministic, workers, per_worker, notes
+    )
+    return device, resolved
 
 
 def seed_everything(seed: int) -> None:

@@ -370,6 +370,47 @@ class GaussianHead:
         return (s1 - s0 + (var0 + (m0 - m1).pow(2)) / (2 * var1) - 0.5).sum(-1)
 
 
+def is_image(space: gym.Space) -> bool:
+    """3-D Box observations (C, H, W) or (H, W, C): frames, e.g. Atari after preprocessing."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+
+
+class NatureCNN(nn.Module):
+    """The DQN Nature paper's torso (Mnih et al. 2015): 32 8x8/4, 64 4x4/2, 64 3x3/1 convs,
+    then 512 units, ReLU. Pixels (uint8 values 0-255) are scaled to [0, 1] inside."""
+
+    def __init__(self, space: gym.Space, features: int = 512, ortho: bool = True):
+        super().__init__()
+        shape = tuple(space.shape or ())
+        # Channels first unless the last axis looks like colour / a short stack.
+        self.channels_last = shape[-1] <= 4 < shape[0]
+        c, h, w = (shape[2], shape[0], shape[1]) if self.channels_last else shape
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, 32, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.convs(torch.zeros(1, c, h, w)).shape[1]
+        self.fc = layer_init(nn.Linear(n_flat, features), math.sqrt(2), ortho)
+        if ortho:
+            for m in self.convs:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.orthogonal_(m.weight, math.sqrt(2))
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+        self.out_features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        return torch.relu(self.fc(self.convs(x / 255.0)))
+
+
 def obs_dim(space: gym.Space) -> int:
     if not isinstance(space, gym.spaces.Box):
         raise DrlError(
@@ -411,22 +452,36 @@ class ActorCritic(nn.Module):
         layout: str = "stacked",
     ):
         super().__init__()
-        in_dim = obs_dim(observation_space)
         self.head: CategoricalHead | GaussianHead = make_head(action_space)
         self.continuous = isinstance(self.head, GaussianHead)
         out = self.head.param_dim
         self.out_dim = out
-        self.shared = shared
-        self.layout = "shared" if shared else layout
-        if self.layout == "shared":
+        self.image = is_image(observation_space)
+        if self.image and layout == "separate":
+            raise DrlError(
+                f"Image observations {observation_space.shape} get a shared Nature-CNN torso, "
+                "which this algorithm (separate actor and critic networks) cannot use; train "
+                "on images with ppo or a2c."
+            )
+        self.shared = shared or self.image
+        self.layout = "shared" if self.shared else layout
+        if self.image:
+            # Atari convention (Mnih et al. 2015; PPO paper): one CNN torso, two linear heads.
+            self.torso: nn.Module = NatureCNN(observation_space, ortho=ortho_init)
+            self.actor_out = layer_init(nn.Linear(512, out), 0.01, ortho_init)
+            self.critic_out = layer_init(nn.Linear(512, 1), 1.0, ortho_init)
+        elif self.layout == "shared":
+            in_dim = obs_dim(observation_space)
             self.torso = mlp(in_dim, hidden_sizes, None, activation, ortho=ortho_init)
             last = self.torso.out_features
             self.actor_out = layer_init(nn.Linear(last, out), 0.01, ortho_init)
             self.critic_out = layer_init(nn.Linear(last, 1), 1.0, ortho_init)
         elif self.layout == "separate":
+            in_dim = obs_dim(observation_space)
             self.actor = mlp(in_dim, hidden_sizes, out, activation, 0.01, ortho_init)
             self.critic = mlp(in_dim, hidden_sizes, 1, activation, 1.0, ortho_init)
         elif self.layout == "stacked":
+            in_dim = obs_dim(observation_space)
             # Separate actor (net 0, small output gain 0.01) and critic (net 1, gain 1).
             self.nets = StackedMLP(
                 2, in_dim, hidden_sizes, [out, 1], activation, [0.01, 1.0], ortho_init
@@ -449,6 +504,8 @@ class ActorCritic(nn.Module):
         return list(self.critic.parameters())
 
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.image:
+            return obs
         return obs.reshape(obs.shape[0], -1) if obs.dim() > 2 else obs
 
     def _params(self, out: torch.Tensor) -> DistParams:
@@ -505,6 +562,11 @@ class RecurrentActorCritic(nn.Module):
         super().__init__()
         if rnn_type not in ("gru", "lstm"):
             raise DrlError(f"Unknown algo.rnn_type '{rnn_type}'. Valid choices: gru, lstm.")
+        if is_image(observation_space):
+            raise DrlError(
+                f"The recurrent policy takes vector observations, not images "
+                f"{observation_space.shape}; use algo=ppo (frame stacking gives it memory)."
+            )
         in_dim = obs_dim(observation_space)
         self.head: CategoricalHead | GaussianHead = make_head(action_space)
         self.continuous = isinstance(self.head, GaussianHead)

@@ -32,6 +32,7 @@ def _ppo(cfg: Any, env_info: EnvInfo, device: torch.device) -> Algorithm:
 ALGORITHMS: dict[str, Callable[[Any, EnvInfo, torch.device], Algorithm]] = {
     "ppo": _ppo,
     "a2c": _lazy("drlcli.algos.a2c", "A2C"),
+    "a3c": _lazy("drlcli.algos.a3c", "A3C"),
     "ac": _lazy("drlcli.algos.a2c", "AC"),
     "reinforce": _lazy("drlcli.algos.reinforce", "Reinforce"),
     "trpo": _lazy("drlcli.algos.trpo", "TRPO"),
@@ -48,6 +49,7 @@ _ANY = (gym.spaces.Discrete, gym.spaces.Box)
 ACTION_SPACES: dict[str, tuple[type, ...]] = {
     "ppo": _ANY,
     "a2c": _ANY,
+    "a3c": _ANY,
     "ac": _ANY,
     "reinforce": _ANY,
     "trpo": _ANY,
@@ -56,6 +58,8 @@ ACTION_SPACES: dict[str, tuple[type, ...]] = {
     "td3": _BOX,
     "ddpg": _BOX,
 }
+# Algorithms whose networks switch to a Nature-CNN torso for image observations.
+IMAGE_ALGOS = ("ppo", "a2c")
 HINTS = {
     "dqn": "DQN picks among discrete actions; for continuous actions use sac, td3 or ddpg.",
     "sac": "SAC acts in continuous (Box) spaces; for discrete actions use dqn or ppo.",
@@ -76,6 +80,16 @@ def check_compatible(name: str, observation_space: gym.Space, action_space: gym.
             f"action spaces{' (Box: 1-D)' if gym.spaces.Box in supported else ''}. "
             f"{HINTS.get(name, '')} Pick another algorithm or env (`drl list`)."
         )
+    if (
+        isinstance(observation_space, gym.spaces.Box)
+        and len(observation_space.shape) == 3
+        and name not in IMAGE_ALGOS
+    ):
+        raise DrlError(
+            f"algo={name} takes vector observations; this env gives images "
+            f"{observation_space.shape}. Image observations get a Nature-CNN policy with "
+            f"{' or '.join(sorted(IMAGE_ALGOS))} (e.g. `drl train algo=ppo env=pong`)."
+        )
     if not isinstance(observation_space, gym.spaces.Box):
         raise DrlError(
             f"algo={name} needs a Box observation space, got {observation_space}; wrap the env "
@@ -94,7 +108,7 @@ def build(cfg: Any, env_info: EnvInfo, device: torch.device) -> Algorithm:
     return ALGORITHMS[name](cfg, env_info, device)
 
 
-def validate(cfg: Any, num_envs: int) -> None:
+def validate(cfg: Any, num_envs: int, env_cfg: Any = None) -> None:
     """Settings checks that need no env or network: run before anything is built."""
     name = getattr(cfg, "name", None)
     if name == "ppo":
@@ -105,6 +119,10 @@ def validate(cfg: Any, num_envs: int) -> None:
         from drlcli.algos.a2c import validate_a2c
 
         validate_a2c(cfg, num_envs)
+    elif name == "a3c":
+        from drlcli.algos.a3c import validate_a3c
+
+        validate_a3c(cfg, num_envs, env_cfg)
     elif name == "reinforce":
         from drlcli.algos.reinforce import validate_reinforce
 

@@ -101,9 +101,17 @@ def env_info_of(env: VecEnv) -> EnvInfo:
     return EnvInfo(env.single_observation_space, env.single_action_space, env.num_envs)
 
 
-def build_envs(cfg: TrainConfig, vectorization: str) -> tuple[VecEnv, VecEnv]:
+def build_envs(cfg: TrainConfig, vectorization: str, num_workers: int = 0) -> tuple[VecEnv, VecEnv]:
     gamma = float(getattr(cfg.algo, "gamma", 0.99))
-    env = VecEnv(cfg.env, cfg.env.num_envs, cfg.seed, vectorization, gamma, training=True)
+    env = VecEnv(
+        cfg.env,
+        cfg.env.num_envs,
+        cfg.seed,
+        vectorization,
+        gamma,
+        training=True,
+        num_workers=num_workers,
+    )
     n_eval = min(cfg.eval.episodes, MAX_EVAL_ENVS)
     eval_env = VecEnv(
         eval_env_config(cfg.env), n_eval, cfg.seed + 10_000, "sync", gamma, training=False
@@ -186,12 +194,16 @@ def train(cfg: TrainConfig, run_dir: Path | str, command: str = "") -> RunResult
     validate(cfg)
     run_dir = Path(run_dir)
     resume_state = load_resume_state(cfg, run_dir)
-    device, resolved = hardware.setup(cfg.hardware, cfg.seed)
-    env, eval_env = build_envs(cfg, resolved.vectorization)
+    device, resolved = hardware.setup(cfg.hardware, cfg.seed, cfg.env.num_envs)
+    env, eval_env = build_envs(cfg, resolved.vectorization, resolved.num_workers)
+    algo: Algorithm | None = None
     try:
         algo = registry.build(cfg.algo, env_info_of(env), device)
+        algo.set_budget(cfg.total_timesteps)
         return _train_loop(cfg, run_dir, command, algo, env, eval_env, resolved, resume_state)
     finally:
+        if algo is not None:
+            algo.close()
         env.close()
         eval_env.close()
 
@@ -283,10 +295,19 @@ def _train_loop(
         params = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
         params["hardware.resolved_device"] = resolved.device
         params["hardware.resolved_threads"] = resolved.torch_threads
+        params["hardware.resolved_workers"] = resolved.num_workers
         logger.hparams(params)
+    for note in resolved.notes:
+        logger.line(f"drl: {note}")
+    workers = (
+        f", {resolved.num_workers} env worker process(es) x <= {resolved.envs_per_worker} envs"
+        if resolved.num_workers
+        else ""
+    )
     logger.line(
         f"drl: training {cfg.algo.name} on {cfg.env.id} ({cfg.env.num_envs} envs, seed "
-        f"{cfg.seed}) on {resolved.device} with {resolved.torch_threads} thread(s) -> {run_dir}"
+        f"{cfg.seed}) on {resolved.device} with {resolved.torch_threads} thread(s){workers} "
+        f"-> {run_dir}"
     )
     for line in getattr(algo, "summary_lines", list)():
         logger.line(line)

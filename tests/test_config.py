@@ -19,8 +19,8 @@ HARDWARE = cli.group_options("hardware")
 
 def test_groups_have_the_documented_options():
     assert {"ppo"} <= set(ALGOS)
-    assert {"cartpole", "acrobot", "pendulum"} <= set(ENVS)
-    assert {"cpu", "cuda"} <= set(HARDWARE)
+    assert {"cartpole", "acrobot", "pendulum", "pong", "halfcheetah", "lunarlander"} <= set(ENVS)
+    assert {"cpu", "cuda", "workers", "auto"} <= set(HARDWARE)
 
 
 def test_defaults():
@@ -33,24 +33,46 @@ def test_defaults():
 
 DISCRETE_ONLY = {"dqn", "double_dqn", "dueling_dqn", "rainbow_lite"}
 CONTINUOUS_ONLY = {"sac", "td3", "ddpg"}
+NORMALIZED_ENVS = {"mountaincar", "mountaincar_continuous", "bipedalwalker"} | {
+    "halfcheetah",
+    "hopper",
+    "walker2d",
+    "ant",
+}
+IMAGE_ENVS = {"pong", "breakout"}
 DISCRETE_ENVS = {"cartpole", "acrobot", "cartpole_masked", "mountaincar", "lunarlander"}
+DISCRETE_ENVS |= IMAGE_ENVS
+# Algorithm configs whose networks take images (Nature CNN): PPO's variants and A2C.
+IMAGE_OK = {"ppo", "ppo_kl", "ppo_gru", "ppo_lstm", "a2c"}
+
+# Every algo x env on the CPU profile; every other hardware profile with every algo on one
+# discrete and one continuous env (the profile does not interact with the env choice).
+COMBOS = [(a, e, "cpu") for a, e in itertools.product(ALGOS, ENVS)] + [
+    (a, e, hw) for a in ALGOS for e in ("cartpole", "pendulum") for hw in HARDWARE if hw != "cpu"
+]
 
 
-@pytest.mark.parametrize("algo,env,hw", list(itertools.product(ALGOS, ENVS, HARDWARE)))
+@pytest.mark.parametrize("algo,env,hw", COMBOS)
 def test_every_combination_composes_or_fails_clearly(algo, env, hw):
     overrides = [f"algo={algo}", f"env={env}", f"hardware={hw}"]
     composed = cli.check_overrides(overrides, multirun=False)
     mismatch = (algo in DISCRETE_ONLY and env not in DISCRETE_ENVS) or (
         algo in CONTINUOUS_ONLY and env in DISCRETE_ENVS
     )
-    if env == "gym":  # the generic entry needs env.id
+    if env in ("gym", "atari"):  # the generic entries need env.id
         with pytest.raises(DrlError, match=r"env.id has no value: pass env.id=<value>"):
             cli.preflight(composed)
     elif hw == "cuda" and not torch.cuda.is_available():
         with pytest.raises(DrlError, match=r"CUDA is not available.*hardware=cpu"):
             cli.preflight(composed)
+    elif env in IMAGE_ENVS and algo not in IMAGE_OK:
+        with pytest.raises(DrlError, match=r"takes vector observations|cannot act in the action"):
+            cli.preflight(composed)
     elif mismatch:
         with pytest.raises(DrlError, match=r"cannot act in the action space"):
+            cli.preflight(composed)
+    elif algo == "a3c" and env in NORMALIZED_ENVS:
+        with pytest.raises(DrlError, match=r"Invalid A3C settings: env.normalize_obs"):
             cli.preflight(composed)
     else:
         cli.preflight(composed)

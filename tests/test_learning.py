@@ -106,3 +106,22 @@ def test_recurrent_ppo_solves_masked_velocity_cartpole_within_500k(tmp_path):
         ],
     )
     assert result.eval_mean_return >= 400, result
+
+
+@pytest.mark.slow
+def test_a3c_two_workers_solves_cartpole_within_500k(tmp_path):
+    result = run(
+        tmp_path,
+        [
+            "algo=a3c",
+            "algo.num_workers=2",
+            "env=cartpole",
+            "seed=1",
+            "total_timesteps=500000",
+            "eval.every=10000",
+            "eval.early_stop=true",
+            "eval.target_return=475",
+            "hardware.torch_threads=1",
+        ],
+    )
+    assert result.eval_mean_return >= 475, result

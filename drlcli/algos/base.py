@@ -57,6 +57,12 @@ class Algorithm(ABC):
     def modules(self) -> dict[str, torch.nn.Module]:
         return {}
 
+    def set_budget(self, total_timesteps: int) -> None:  # noqa: B027 (optional hook)
+        """The run's step budget, before the first collect (A3C's workers stop at it)."""
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release processes or other resources; called once the run ends, however it ends."""
+
     # Stateful (recurrent) policies keep a state per eval env; feed-forward ones ignore these.
     def reset_predict_state(self, num_envs: int) -> None:  # noqa: B027 (optional hook)
         """Evaluation episodes start on ``num_envs`` envs."""

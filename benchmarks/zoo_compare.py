@@ -1,0 +1,121 @@
+"""Learning curves of drlcli and Stable-Baselines3 on the env zoo at the same env steps (not run
+in CI): SAC on HalfCheetah-v5 (RL Zoo set) and PPO on an Atari game (PPO paper set, standard
+preprocessing; SB3 through its own make_atari_env + VecFrameStack pipeline).
+
+    python benchmarks/zoo_compare.py sac-halfcheetah --steps 50000 --every 10000
+    python benchmarks/zoo_compare.py ppo-breakout --steps 100000 --every 20000
+
+Prints one JSON line per implementation: [(step, mean eval return), ...]; 5 deterministic
+evaluation episodes (SB3: EvalCallback on a Monitor-wrapped env, i.e. raw game scores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+
+def ours(task: str, steps: int, every: int, seed: int) -> dict:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from drlcli import cli
+    from drlcli.config import to_train_config
+    from drlcli.runner import train
+
+    algo, env = task.split("-")
+    cfg = to_train_config(
+        cli._compose(
+            [
+                f"algo={algo}",
+                f"env={env}",
+                f"seed={seed}",
+                f"total_timesteps={steps}",
+                f"eval.every={every}",
+                "eval.episodes=5",
+                "checkpoint.every=0",
+                "log.progress=none",
+            ]
+        )
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        train(cfg, tmp)
+        wall = time.perf_counter() - t0
+        acc = EventAccumulator(tmp, size_guidance={"scalars": 0})
+        acc.Reload()
+        curve = [(e.step, round(e.value, 1)) for e in acc.Scalars("eval/mean_return")]
+    return {"impl": "drlcli", "task": task, "curve": curve, "wall_s": round(wall)}
+
+
+def sb3(task: str, steps: int, every: int, seed: int) -> dict:
+    import torch
+    from stable_baselines3.common.callbacks import EvalCallback
+
+    torch.set_num_threads(1)
+    if task.startswith("sac"):
+        from stable_baselines3 import SAC
+        from stable_baselines3.common.env_util import make_vec_env
+
+        env = make_vec_env("HalfCheetah-v5", n_envs=1, seed=seed)
+        eval_env = make_vec_env("HalfCheetah-v5", n_envs=1, seed=seed + 10_000)
+        model = SAC("MlpPolicy", env, learning_starts=10_000, seed=seed, device="cpu")
+        freq = every
+    else:
+        import ale_py
+        import gymnasium as gym
+        from stable_baselines3 import PPO
+        from stable_baselines3.common.env_util import make_atari_env
+        from stable_baselines3.common.vec_env import VecFrameStack
+
+        gym.register_envs(ale_py)
+        game = {"ppo-breakout": "ALE/Breakout-v5", "ppo-pong": "ALE/Pong-v5"}[task]
+        kw = {"frameskip": 1}
+        env = VecFrameStack(make_atari_env(game, n_envs=8, seed=seed, env_kwargs=kw), 4)
+        eval_env = VecFrameStack(
+            make_atari_env(game, n_envs=1, seed=seed + 10_000, env_kwargs=kw), 4
+        )
+        model = PPO(
+            "CnnPolicy",
+            env,
+            n_steps=128,
+            batch_size=256,
+            n_epochs=4,
+            learning_rate=lambda f: 2.5e-4 * f,
+            clip_range=0.1,
+            ent_coef=0.01,
+            vf_coef=0.5,
+            seed=seed,
+            device="cpu",
+        )
+        freq = every // 8
+    callback = EvalCallback(
+        eval_env, n_eval_episodes=5, eval_freq=freq, deterministic=True, verbose=0
+    )
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=steps, callback=callback)
+    wall = time.perf_counter() - t0
+    curve = [
+        (int(s), round(float(r.mean()), 1))
+        for s, r in zip(callback.evaluations_timesteps, callback.evaluations_results)
+    ]
+    return {"impl": "sb3", "task": task, "curve": curve, "wall_s": round(wall)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=["sac-halfcheetah", "ppo-breakout", "ppo-pong"])
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--every", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--impl", choices=["both", "drlcli", "sb3"], default="both")
+    args = parser.parse_args()
+    for impl in ("drlcli", "sb3"):
+        if args.impl in ("both", impl):
+            fn = ours if impl == "drlcli" else sb3
+            print(json.dumps(fn(args.task, args.steps, args.every, args.seed)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

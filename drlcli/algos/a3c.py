@@ -1,0 +1,324 @@
+"""A3C — asynchronous advantage actor-critic (Mnih et al. 2016, arXiv:1602.01783, algorithm S3).
+
+``num_workers`` learner processes share one model (its parameters in shared memory) and one
+RMSprop state (also shared, as in the paper's "shared RMSProp"). Each worker loops:
+
+1. copy the shared parameters into its local network;
+2. act for ``num_steps`` steps in its own envs (the same rollout code as A2C);
+3. compute n-step returns (or GAE) and the gradient of
+   -log pi(a|s) A + vf_coef (R - V(s))^2 - ent_coef H on its local network;
+4. apply that gradient to the shared parameters with the shared optimizer, without a lock.
+
+The training process does no learning: it starts the workers, relays their episodes and losses
+to the runner (so every worker logs into the one TensorBoard run), evaluates the shared model
+and checkpoints it. Asynchronous by nature, so a resumed A3C run continues from the checkpoint
+but is not bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from drlcli.algos.base import Algorithm, EnvInfo, collect_rollout, to_env_actions
+from drlcli.algos.onpolicy import common_problems, raise_problems
+from drlcli.buffers import RolloutBuffer
+from drlcli.config import A3CConfig, EnvConfig
+from drlcli.envs import Episode, VecEnv
+from drlcli.errors import DrlError
+from drlcli.networks import ActorCritic
+from drlcli.returns import gae
+
+
+def validate_a3c(cfg: A3CConfig, num_envs: int, env_cfg: EnvConfig | None = None) -> None:
+    problems = common_problems(cfg)
+    if env_cfg is not None and (env_cfg.normalize_obs or env_cfg.normalize_reward):
+        problems.append(
+            "env.normalize_obs / env.normalize_reward must be false: each worker would keep "
+            "its own statistics (use a2c or ppo for envs that need normalization)"
+        )
+    if cfg.num_workers < 1 or cfg.envs_per_worker < 1:
+        problems.append("algo.num_workers and algo.envs_per_worker must be >= 1")
+    if cfg.report_every < 1:
+        problems.append(f"algo.report_every must be >= 1 (got {cfg.report_every})")
+    raise_problems("A3C", problems)
+
+
+def build_net(cfg: A3CConfig, info: EnvInfo) -> ActorCritic:
+    return ActorCritic(
+        info.observation_space,
+        info.action_space,
+        cfg.hidden_sizes,
+        cfg.activation,
+        cfg.shared_network,
+        cfg.ortho_init,
+        cfg.log_std_init,
+        layout="separate",
+    )
+
+
+def shared_rmsprop(model: torch.nn.Module, cfg: A3CConfig) -> torch.optim.RMSprop:
+    """RMSprop whose per-parameter statistics live in shared memory."""
+    opt = torch.optim.RMSprop(
+        model.parameters(), lr=cfg.learning_rate, alpha=cfg.rms_alpha, eps=cfg.rms_eps
+    )
+    for p in model.parameters():
+        state = opt.state[p]
+        state["step"] = torch.zeros(()).share_memory_()
+        state["square_avg"] = torch.zeros_like(p.data).share_memory_()
+    return opt
+
+
+def attach_shared_state(
+    opt: torch.optim.Optimizer, model: torch.nn.Module, shared: list[dict[str, torch.Tensor]]
+) -> None:
+    for p, state in zip(model.parameters(), shared):
+        opt.state[p] = state  # the very tensors, not copies
+
+
+def _worker(
+    rank: int,
+    cfg: A3CConfig,
+    env_cfg: EnvConfig,
+    info: EnvInfo,
+    seed: int,
+    gamma: float,
+    shared_model: ActorCritic,
+    opt_state: list[dict[str, torch.Tensor]],
+    counter: Any,
+    budget: Any,
+    stop: Any,
+    out: Any,
+) -> None:
+    # The training process handles Ctrl-C / SIGTERM and then stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    env = None
+    try:
+        optimizer = torch.optim.RMSprop(
+            shared_model.parameters(), lr=cfg.learning_rate, alpha=cfg.rms_alpha, eps=cfg.rms_eps
+        )
+        attach_shared_state(optimizer, shared_model, opt_state)
+        local = build_net(cfg, info)
+        env = VecEnv(env_cfg, cfg.envs_per_worker, seed, "sync", gamma, training=True)
+        obs = env.reset()
+        head = local.head
+        buf = RolloutBuffer(
+            cfg.num_steps,
+            cfg.envs_per_worker,
+            tuple(info.observation_space.shape or ()),
+            tuple(info.action_space.shape or ()),
+            torch.float32 if local.continuous else torch.long,
+            torch.device("cpu"),
+        )
+        sums: dict[str, float] = {}
+        updates = 0
+        last_report = time.monotonic()
+        while not stop.is_set() and counter.value < budget.value:
+            local.load_state_dict(shared_model.state_dict())  # 1. sync
+            obs = collect_rollout(local, env, buf, obs)  # 2. act
+            with counter.get_lock():
+                counter.value += buf.size
+                step = counter.value
+            adv, ret = gae(  # 3. n-step returns (lambda = 1) or GAE
+                buf.rewards,
+                buf.values,
+                buf.next_values,
+                buf.terminated,
+                buf.dones,
+                cfg.gamma,
+                cfg.gae_lambda,
+            )
+            b_obs, b_act = buf.flat("obs"), buf.flat("actions")
+            adv, ret = adv.reshape(-1), ret.reshape(-1)
+            if cfg.norm_adv and adv.numel() > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            params, value = local.dist_and_value(b_obs)
+            pg_loss = -(head.log_prob(params, b_act) * adv).mean()
+            v_loss = F.mse_loss(value, ret)
+            entropy = head.entropy(params).mean()
+            loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+            local.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(local.parameters(), cfg.max_grad_norm)
+            if cfg.anneal_lr:
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.learning_rate * max(1.0 - step / budget.value, 0.0)
+            for lp, sp in zip(local.parameters(), shared_model.parameters()):
+                sp.grad = lp.grad  # 4. lock-free update of the shared model
+            optimizer.step()
+            for key, val in (
+                ("policy_loss", pg_loss),
+                ("value_loss", v_loss),
+                ("entropy", entropy),
+            ):
+                sums[key] = sums.get(key, 0.0) + float(val.detach())
+            updates += 1
+            episodes = env.drain_episodes()
+            now = time.monotonic()
+            if episodes or now - last_report > 0.5:
+                out.put(
+                    (
+                        "report",
+                        rank,
+                        [(e.ret, e.length) for e in episodes],
+                        {k: v / updates for k, v in sums.items()} if updates else {},
+                        step,
+                    )
+                )
+                sums, updates, last_report = {}, 0, now
+        out.put(("done", rank, None, None, counter.value))
+    except BaseException as exc:  # surfaced by the training process as a DrlError
+        out.put(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc(), 0))
+    finally:
+        if env is not None:
+            env.close()
+
+
+class A3C(Algorithm):
+    def __init__(self, cfg: A3CConfig, env_info: EnvInfo, device: torch.device):
+        validate_a3c(cfg, env_info.num_envs)
+        if device.type != "cpu":
+            raise DrlError(
+                "algo=a3c runs its learners as CPU processes sharing one model in shared memory; "
+                "use hardware=cpu (or a2c / ppo on the GPU)."
+            )
+        super().__init__(cfg, env_info, device)
+        self.cfg: A3CConfig = cfg
+        self.model = build_net(cfg, env_info)
+        self.model.share_memory()
+        self.optimizer = shared_rmsprop(self.model, cfg)
+        ctx = mp.get_context("spawn")  # fork after torch's thread pools start can deadlock
+        self._ctx = ctx
+        self.counter = ctx.Value("q", 0)
+        self.budget = ctx.Value("q", 2**62)
+        self.stop = ctx.Event()
+        self.out: Any = ctx.Queue()
+        self.procs: list[Any] = []
+        self.env_cfg: EnvConfig | None = None
+        self.seed = 0
+        self.metrics: dict[str, float] = {}
+        self.done: set[int] = set()
+
+    # --- runner hooks ------------------------------------------------------------------
+    def set_budget(self, total_timesteps: int) -> None:
+        self.budget.value = int(total_timesteps)
+
+    def _start(self, env: VecEnv) -> None:
+        validate_a3c(self.cfg, env.num_envs, env.cfg)
+        self.counter.value = env.global_step
+        info = EnvInfo(env.single_observation_space, env.single_action_space, 1)
+        gamma = float(self.cfg.gamma)
+        opt_state = [self.optimizer.state[p] for p in self.model.parameters()]
+        for rank in range(self.cfg.num_workers):
+            # Seeds no other worker, segment or the eval env uses.
+            seed = env.seed + 1009 * (rank + 1) + 7919 * (env.global_step // 1000)
+            proc = self._ctx.Process(
+                target=_worker,
+                args=(
+                    rank,
+                    self.cfg,
+                    env.cfg,
+                    info,
+                    seed,
+                    gamma,
+                    self.model,
+                    opt_state,
+                    self.counter,
+                    self.budget,
+                    self.stop,
+                    self.out,
+                ),
+                daemon=True,
+                name=f"drl-a3c-{rank}",
+            )
+            proc.start()
+            self.procs.append(proc)
+
+    def collect(self, env: VecEnv) -> None:
+        """Wait for the workers' next ``report_every`` steps; hand their episodes to the runner."""
+        if not self.procs:
+            self._start(env)
+        target = min(env.global_step + self.cfg.report_every, self.budget.value)
+        sums: dict[str, list[float]] = {}
+        while True:
+            try:
+                kind, rank, a, b, step = self.out.get(timeout=0.2)
+            except queue.Empty:
+                kind = None
+            if kind == "error":
+                self.close()
+                raise DrlError(f"A3C worker {rank} failed: {a}\n{b.rstrip()}")
+            if kind == "report":
+                for ret, length in a:
+                    env.episodes.append(Episode(ret, length, step))
+                for k, v in b.items():
+                    sums.setdefault(k, []).append(v)
+            elif kind == "done":
+                self.done.add(rank)
+            elif (
+                kind is None
+                and not any(p.is_alive() for p in self.procs)
+                and len(self.done) < len(self.procs)
+            ):
+                codes = [p.exitcode for p in self.procs]
+                self.close()
+                raise DrlError(f"A3C workers exited unexpectedly (exit codes {codes}).")
+            reached = self.counter.value >= target
+            if reached or len(self.done) == len(self.procs):
+                break
+        env.global_step = max(env.global_step, int(self.counter.value))
+        self.metrics = {f"losses/{k}": float(np.mean(v)) for k, v in sums.items()}
+
+    def update(self, progress: float) -> dict[str, float]:
+        out = dict(self.metrics)
+        out["charts/workers_alive"] = float(sum(p.is_alive() for p in self.procs))
+        return out
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        with torch.inference_mode():
+            params = self.model.dist(torch.as_tensor(obs))
+            head = self.model.head
+            action = head.mode(params) if deterministic else head.sample(params)
+        return to_env_actions(action, self.model.continuous)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"policy": self.model}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": {k: v.clone() for k, v in self.model.state_dict().items()},
+            "optimizer": [
+                {k: v.clone() for k, v in self.optimizer.state[p].items()}
+                for p in self.model.parameters()
+            ],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for k, v in self.model.state_dict().items():
+                v.copy_(state["policy"][k])
+            for p, saved in zip(self.model.parameters(), state["optimizer"]):
+                for k, v in self.optimizer.state[p].items():
+                    v.copy_(saved[k])
+
+    def close(self) -> None:
+        self.stop.set()
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            proc.join(timeout=max(deadline - time.monotonic(), 0.1))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=1)
+        self.procs = []

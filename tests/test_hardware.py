@@ -1,0 +1,224 @@
+"""Hardware profiles: each one runs, records what it resolved to, and env worker processes
+behave exactly like in-process envs and fail loudly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from drlcli import cli
+from drlcli.config import EnvConfig, WrapperSpec
+from drlcli.envs import VecEnv
+from drlcli.errors import DrlError
+from drlcli.runner import train
+
+
+class Boom(gym.Wrapper):
+    """Raises on the ``after``-th step of the env with index ``which`` (by creation order)."""
+
+    created = 0
+
+    def __init__(self, env: gym.Env, after: int = 5):
+        super().__init__(env)
+        self.after = after
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps >= self.after:
+            raise RuntimeError("boom: the physics engine exploded")
+        return self.env.step(action)
+
+
+def rollout(env: VecEnv, steps: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    obs = [env.reset(seed=123)]
+    out = []
+    for _ in range(steps):
+        r = env.step(rng.integers(0, 2, size=env.num_envs))
+        obs.append(r.obs)
+        out.append((r.reward, r.terminated, r.truncated, r.final_obs))
+    return obs, out, env.drain_episodes()
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_workers_match_sync_step_for_step(workers):
+    cfg = EnvConfig(id="CartPole-v1", num_envs=6, max_episode_steps=40)
+    sync = VecEnv(cfg, 6, 0, "sync")
+    pool = VecEnv(cfg, 6, 0, "workers", num_workers=workers)
+    try:
+        a_obs, a_steps, a_eps = rollout(sync, 200)
+        b_obs, b_steps, b_eps = rollout(pool, 200)
+    finally:
+        sync.close()
+        pool.close()
+    for x, y in zip(a_obs, b_obs):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(a_steps, b_steps):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)
+    assert [(e.ret, e.length, e.step) for e in a_eps] == [(e.ret, e.length, e.step) for e in b_eps]
+    assert len(a_eps) > 10
+
+
+def run_profile(tmp_path, name, *extra):
+    overrides = [
+        f"hardware={name}",
+        "total_timesteps=4096",
+        "algo.num_steps=64",
+        "env.num_envs=4",
+        "eval.every=0",
+        "eval.episodes=3",
+        "log.progress=none",
+        "hardware.torch_threads=1",
+        "hardware.deterministic=true",
+        *extra,
+    ]
+    cfg = OmegaConf.to_object(cli._compose(overrides))
+    run_dir = tmp_path / name
+    result = train(cfg, run_dir)
+    info = json.loads((run_dir / "run_info.json").read_text())
+    return result, info
+
+
+def test_workers_profile_trains_like_sync_for_a_fixed_seed(tmp_path):
+    """Same seed, same actions, same envs: the episode statistics and final eval match."""
+    sync, sync_info = run_profile(tmp_path, "cpu")
+    pool, pool_info = run_profile(tmp_path, "workers", "hardware.num_workers=2")
+    assert sync.eval_mean_return == pool.eval_mean_return
+    assert sync.global_step == pool.global_step
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def curve(run: str) -> list[tuple[int, float]]:
+        acc = EventAccumulator(str(tmp_path / run), size_guidance={"scalars": 0})
+        acc.Reload()
+        return [(e.step, e.value) for e in acc.Scalars("charts/episodic_return")]
+
+    assert curve("cpu") == curve("workers") and len(curve("cpu")) > 20
+    assert sync_info["hardware"]["num_workers"] == 0
+    assert pool_info["hardware"]["vectorization"] == "workers"
+    assert (pool_info["hardware"]["num_workers"], pool_info["hardware"]["envs_per_worker"]) == (
+        2,
+        2,
+    )
+
+
+def test_auto_profile_falls_back_to_cpu_and_says_so(tmp_path):
+    result, info = run_profile(tmp_path, "auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert info["hardware"]["device"].startswith(expected)
+    assert any("hardware.device=auto" in n for n in info["hardware"]["notes"])
+    assert result.status == "finished"
+
+
+def test_a_raising_env_in_a_worker_names_the_env_and_the_exception():
+    cfg = EnvConfig(
+        id="CartPole-v1",
+        num_envs=4,
+        wrappers=[WrapperSpec("tests.test_hardware:Boom", {"after": 5})],
+    )
+    env = VecEnv(cfg, 4, 0, "workers", num_workers=2)
+    env.reset()
+    with pytest.raises(DrlError) as info:
+        for _ in range(10):
+            env.step(np.zeros(4, dtype=np.int64))
+    msg = str(info.value)
+    assert "Env 0 of CartPole-v1 raised in worker 0" in msg
+    assert "RuntimeError: boom: the physics engine exploded" in msg
+    env.close()
+
+
+def test_a_killed_worker_is_reported_not_waited_on():
+    cfg = EnvConfig(id="CartPole-v1", num_envs=4)
+    env = VecEnv(cfg, 4, 0, "workers", num_workers=2)
+    env.reset()
+    victim = env.env._procs[1]
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(timeout=5)
+    with pytest.raises(DrlError, match=r"Env worker 1 \(envs 2-3 of CartPole-v1\) died"):
+        env.step(np.zeros(4, dtype=np.int64))
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["hardware=workers", "hardware.num_workers=9"],
+            r"num_workers=9 is more than env.num_envs=8",
+        ),
+        (
+            ["hardware=workers", "hardware.num_workers=2", "hardware.envs_per_worker=3"],
+            r"2 x hardware.envs_per_worker=3 = 6 envs, but env.num_envs=8",
+        ),
+        (["hardware.vectorization=threads"], r"Unknown hardware.vectorization 'threads'"),
+    ],
+)
+def test_bad_worker_settings_fail_before_anything_runs(overrides, message):
+    composed = cli.check_overrides(overrides, multirun=False)
+    with pytest.raises(DrlError, match=message):
+        cli.preflight(composed)
+
+
+# --- A3C: worker processes sharing one model ------------------------------------------------
+A3C_TINY = [
+    "algo=a3c",
+    "total_timesteps=6000",
+    "algo.report_every=500",
+    "eval.every=3000",
+    "eval.episodes=3",
+    "checkpoint.every=3000",
+    "log.progress=none",
+    "hardware.torch_threads=1",
+]
+
+
+def test_a3c_workers_log_into_one_run_and_stop_with_it(tmp_path):
+    import multiprocessing
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = OmegaConf.to_object(cli._compose(A3C_TINY))
+    result = train(cfg, tmp_path / "a3c")
+    assert result.status == "finished" and result.global_step >= 6000
+    acc = EventAccumulator(str(tmp_path / "a3c"), size_guidance={"scalars": 0})
+    acc.Reload()
+    episodes = acc.Scalars("charts/episodic_return")
+    assert len(episodes) > 50  # CartPole episodes of both workers, in the one run
+    assert {e.step for e in acc.Scalars("losses/value_loss")}
+    assert acc.Scalars("charts/workers_alive")[0].value == 2
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("drl-a3c")]
+    # The checkpoint holds the shared model and the shared RMSprop statistics.
+    from drlcli import checkpoint as ckpt
+
+    state = ckpt.latest_loadable(tmp_path / "a3c" / "checkpoints")
+    assert state["algo"]["optimizer"][0]["square_avg"].abs().sum() > 0
+    # Resume from it and go on to a larger budget.
+    more = OmegaConf.to_object(
+        cli._compose([*A3C_TINY, "total_timesteps=9000", f"resume={tmp_path / 'a3c'}"])
+    )
+    again = train(more, tmp_path / "a3c")
+    assert again.global_step >= 9000
+
+
+def test_a3c_worker_failure_is_reported_clearly(tmp_path):
+    cfg = OmegaConf.to_object(
+        cli._compose(
+            [*A3C_TINY, "+env.wrappers=[{name: 'tests.test_hardware:Boom', kwargs: {after: 50}}]"]
+        )
+    )
+    with pytest.raises(DrlError, match=r"A3C worker \d failed: RuntimeError: boom"):
+        train(cfg, tmp_path / "boom")
+
+
+def test_a3c_refuses_normalized_envs():
+    composed = cli.check_overrides(["algo=a3c", "env=mountaincar"], multirun=False)
+    with pytest.raises(DrlError, match=r"each worker would keep its own statistics"):
+        cli.preflight(composed)

@@ -90,8 +90,14 @@ def sb3(task: str, steps: int, every: int, seed: int) -> dict:
             device="cpu",
         )
         freq = every // 8
+    # EvalCallback keeps its history only when it has a log_path.
     callback = EvalCallback(
-        eval_env, n_eval_episodes=5, eval_freq=freq, deterministic=True, verbose=0
+        eval_env,
+        n_eval_episodes=5,
+        eval_freq=freq,
+        deterministic=True,
+        log_path=tempfile.mkdtemp(),
+        verbose=0,
     )
     t0 = time.perf_counter()
     model.learn(total_timesteps=steps, callback=callback)

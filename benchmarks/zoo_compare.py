@@ -103,7 +103,7 @@ def sb3(task: str, steps: int, every: int, seed: int) -> dict:
     model.learn(total_timesteps=steps, callback=callback)
     wall = time.perf_counter() - t0
     curve = [
-        (int(s), round(float(r.mean()), 1))
+        (int(s), round(float(sum(r) / len(r)), 1))
         for s, r in zip(callback.evaluations_timesteps, callback.evaluations_results)
     ]
     return {"impl": "sb3", "task": task, "curve": curve, "wall_s": round(wall)}

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from drlcli.algos.base import EnvInfo
-from drlcli.algos.onpolicy import OnPolicy, common_problems, raise_problems
+from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import A2CConfig, ACConfig
 from drlcli.networks import FlatParams
 from drlcli.returns import explained_variance
@@ -118,21 +118,14 @@ class AC(OnPolicy):
         # Critic: semi-gradient TD(0), the target held fixed.
         value = policy.value(obs)
         v_loss = 0.5 * (target - value).pow(2).mean()
-        critic_opt = self.optimizers["critic"]
-        critic_opt.zero_grad()
-        v_loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.critic_parameters(), cfg.max_grad_norm)
-        critic_opt.step()
+        descend(self.optimizers["critic"], v_loss, policy.critic_parameters(), cfg.max_grad_norm)
 
         # Actor: delta * grad log pi(a|s), plus an optional entropy bonus.
         dist_params = policy.dist(obs)
         pg_loss = -(head.log_prob(dist_params, act) * delta).mean()
         entropy = head.entropy(dist_params).mean()
-        actor_opt = self.optimizers["actor"]
-        actor_opt.zero_grad()
-        (pg_loss - cfg.ent_coef * entropy).backward()
-        torch.nn.utils.clip_grad_norm_(policy.actor_parameters(), cfg.max_grad_norm)
-        actor_opt.step()
+        actor_loss = pg_loss - cfg.ent_coef * entropy
+        descend(self.optimizers["actor"], actor_loss, policy.actor_parameters(), cfg.max_grad_norm)
 
         out = {
             "charts/learning_rate": self.learning_rate,

@@ -29,7 +29,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from drlcli.algos.base import Algorithm, EnvInfo, collect_rollout, to_env_actions
-from drlcli.algos.onpolicy import common_problems, raise_problems
+from drlcli.algos.onpolicy import build_actor_critic, common_problems, raise_problems
 from drlcli.buffers import RolloutBuffer
 from drlcli.config import A3CConfig, EnvConfig
 from drlcli.envs import Episode, VecEnv
@@ -53,16 +53,7 @@ def validate_a3c(cfg: A3CConfig, num_envs: int, env_cfg: EnvConfig | None = None
 
 
 def build_net(cfg: A3CConfig, info: EnvInfo) -> ActorCritic:
-    return ActorCritic(
-        info.observation_space,
-        info.action_space,
-        cfg.hidden_sizes,
-        cfg.activation,
-        cfg.shared_network,
-        cfg.ortho_init,
-        cfg.log_std_init,
-        layout="separate",
-    )
+    return build_actor_critic(cfg, info, "separate")
 
 
 def shared_rmsprop(model: torch.nn.Module, cfg: A3CConfig) -> torch.optim.RMSprop:

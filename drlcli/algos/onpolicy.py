@@ -38,6 +38,34 @@ def common_problems(cfg: OnPolicyConfig) -> list[str]:
     return problems
 
 
+def build_actor_critic(cfg: OnPolicyConfig, info: EnvInfo, layout: str) -> ActorCritic:
+    if cfg.shared_network and layout == "separate":
+        raise DrlError(
+            f"algo={cfg.name} trains its actor and critic separately, so "  # type: ignore[attr-defined]
+            "algo.shared_network=true is not available for it."
+        )
+    return ActorCritic(
+        info.observation_space,
+        info.action_space,
+        cfg.hidden_sizes,
+        cfg.activation,
+        cfg.shared_network,
+        cfg.ortho_init,
+        cfg.log_std_init,
+        layout=layout,
+    )
+
+
+def descend(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list, max_grad_norm: float
+) -> None:
+    """One clipped gradient step of ``optimizer`` on ``loss`` over ``params``."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+
+
 def raise_problems(label: str, problems: list[str]) -> None:
     if problems:
         raise DrlError(f"Invalid {label} settings: " + "; ".join(problems) + ".")
@@ -60,22 +88,7 @@ class OnPolicy(Algorithm):
 
     # --- construction --------------------------------------------------------------------
     def build_policy(self) -> Any:
-        cfg, info = self.cfg, self.env_info
-        if cfg.shared_network and self.layout == "separate":
-            raise DrlError(
-                f"algo={cfg.name} trains its actor and critic separately, so "  # type: ignore[attr-defined]
-                "algo.shared_network=true is not available for it."
-            )
-        return ActorCritic(
-            info.observation_space,
-            info.action_space,
-            cfg.hidden_sizes,
-            cfg.activation,
-            cfg.shared_network,
-            cfg.ortho_init,
-            cfg.log_std_init,
-            layout=self.layout,
-        )
+        return build_actor_critic(self.cfg, self.env_info, self.layout)
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {

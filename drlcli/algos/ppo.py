@@ -177,7 +177,7 @@ class PPO(OnPolicy):
             if stop:
                 break
 
-        out = self.entropy_metrics(b_obs) if not cfg.recurrent else self.recurrent_metrics()
+        out = self.entropy_metrics(b_obs)
         out["charts/update_epochs"] = float(epochs_done)
         out["losses/explained_variance"] = explained_variance(b_val, b_ret)
         with torch.no_grad():
@@ -201,9 +201,6 @@ class PPO(OnPolicy):
 
     def final_dist(self, b_obs: torch.Tensor) -> DistParams:
         return self.policy.dist(b_obs)
-
-    def recurrent_metrics(self) -> dict[str, float]:
-        return {"charts/learning_rate": self.learning_rate}
 
     def extra_state(self) -> dict[str, Any]:
         return {"kl_beta": self.kl_beta}

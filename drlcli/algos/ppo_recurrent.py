@@ -130,12 +130,11 @@ class RecurrentPPO(PPO):
     def final_dist(self, b_obs: torch.Tensor) -> DistParams:
         return self.forward(b_obs, None)[0]
 
-    def recurrent_metrics(self) -> dict[str, float]:
+    def entropy_metrics(self, obs: torch.Tensor) -> dict[str, float]:
+        """As for feed-forward PPO, with the policy replayed over the stored sequences."""
         out = {"charts/learning_rate": self.learning_rate}
-        buf = self.buffer
-        assert buf is not None
         with torch.no_grad():
-            params, _ = self.forward(buf.flat("obs"), None)
+            params, _ = self.forward(obs, None)
             out["losses/entropy"] = float(self.policy.head.entropy(params).mean())
             if self.policy.continuous:
                 out["charts/action_std"] = float(self.policy.log_std.exp().mean())

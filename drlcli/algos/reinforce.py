@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from drlcli.algos.base import EnvInfo, to_env_actions
-from drlcli.algos.onpolicy import OnPolicy, common_problems, raise_problems
+from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import ReinforceConfig
 from drlcli.envs import VecEnv
 from drlcli.returns import discounted_returns, explained_variance
@@ -134,20 +134,14 @@ class Reinforce(OnPolicy):
         dist_params = policy.dist(obs)
         pg_loss = -(head.log_prob(dist_params, act) * adv).mean()
         entropy = head.entropy(dist_params).mean()
-        actor_opt = self.optimizers["actor"]
-        actor_opt.zero_grad()
-        (pg_loss - cfg.ent_coef * entropy).backward()
-        torch.nn.utils.clip_grad_norm_(policy.actor_parameters(), cfg.max_grad_norm)
-        actor_opt.step()
+        actor_loss = pg_loss - cfg.ent_coef * entropy
+        descend(self.optimizers["actor"], actor_loss, policy.actor_parameters(), cfg.max_grad_norm)
 
         if cfg.baseline:
             critic_opt = self.optimizers["critic"]
             for _ in range(cfg.critic_epochs):
                 v_loss = (policy.value(obs) - ret).pow(2).mean()
-                critic_opt.zero_grad()
-                v_loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.critic_parameters(), cfg.max_grad_norm)
-                critic_opt.step()
+                descend(critic_opt, v_loss, policy.critic_parameters(), cfg.max_grad_norm)
             out["losses/value_loss"] = float(v_loss.detach())
         out.update(
             {

@@ -23,7 +23,7 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from drlcli.algos.base import EnvInfo
-from drlcli.algos.onpolicy import OnPolicy, common_problems, raise_problems
+from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import TRPOConfig
 from drlcli.networks import ActorCritic, DistParams
 from drlcli.returns import explained_variance
@@ -166,10 +166,7 @@ class TRPO(OnPolicy):
             for start in range(0, size - mb + 1, mb):
                 idx = perm[start : start + mb]
                 v_loss = (policy.value(obs[idx]) - ret[idx]).pow(2).mean()
-                critic_opt.zero_grad()
-                v_loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.critic_parameters(), cfg.max_grad_norm)
-                critic_opt.step()
+                descend(critic_opt, v_loss, policy.critic_parameters(), cfg.max_grad_norm)
                 v_losses.append(v_loss.detach())
 
         out = self.entropy_metrics(obs)

@@ -7,6 +7,8 @@ preprocessing; SB3 through its own make_atari_env + VecFrameStack pipeline).
 
 Prints one JSON line per implementation: [(step, mean eval return), ...]; 5 deterministic
 evaluation episodes (SB3: EvalCallback on a Monitor-wrapped env, i.e. raw game scores).
+Both use one torch thread (and one OpenCV thread), so `--impl drlcli` and `--impl sb3` can run
+side by side on a 2-core machine, one core each, at comparable speed.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def ours(task: str, steps: int, every: int, seed: int) -> dict:
                 "eval.episodes=5",
                 "checkpoint.every=0",
                 "log.progress=none",
+                "hardware.torch_threads=1",
             ]
         )
     )
@@ -109,6 +112,15 @@ def sb3(task: str, steps: int, every: int, seed: int) -> dict:
     return {"impl": "sb3", "task": task, "curve": curve, "wall_s": round(wall)}
 
 
+def _one_thread() -> None:
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task", choices=["sac-halfcheetah", "ppo-breakout", "ppo-pong"])
@@ -117,10 +129,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--impl", choices=["both", "drlcli", "sb3"], default="both")
     args = parser.parse_args()
+    _one_thread()
     for impl in ("drlcli", "sb3"):
         if args.impl in ("both", impl):
             fn = ours if impl == "drlcli" else sb3
-            print(json.dumps(fn(args.task, args.steps, args.every, args.seed)), flush=True)
+            result = fn(args.task, args.steps, args.every, args.seed)
+            print(json.dumps({**result, "seed": args.seed, "steps": args.steps}), flush=True)
 
 
 if __name__ == "__main__":

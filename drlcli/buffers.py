@@ -105,12 +105,25 @@ class ReplayBuffer:
         obs_shape: tuple[int, ...],
         action_shape: tuple[int, ...],
         action_dtype: type | np.dtype = np.float32,
+        obs_dtype: type | np.dtype = np.float32,
+        compact: bool = False,
     ):
         self.num_envs = num_envs
         self.rows = max(capacity // num_envs, 1)
         r, n = self.rows, num_envs
-        self.obs = np.zeros((r, n, *obs_shape), dtype=np.float32)  # (R, N, *obs) s_t
-        self.next_obs = np.zeros((r, n, *obs_shape), dtype=np.float32)  # (R, N, *obs) s_{t+1}
+        self.obs = np.zeros((r, n, *obs_shape), dtype=obs_dtype)  # (R, N, *obs) s_t
+        # Compact storage (frames): s_{t+1} of row t is row t+1's s_t, so observations are kept
+        # once. The exceptions sit in ``aside`` keyed by flat index: where an episode ended
+        # (gymnasium's final observation) or the stream broke (e.g. fresh envs after a resume);
+        # the newest row's s_{t+1} waits in ``pending`` until the next row arrives.
+        self.compact = compact
+        self.next_obs: np.ndarray | None = None
+        if compact:
+            self.aside: dict[int, np.ndarray] = {}
+            self.pending = np.zeros((n, *obs_shape), dtype=obs_dtype)
+            self.pending_done = np.zeros(n, dtype=bool)
+        else:
+            self.next_obs = np.zeros((r, n, *obs_shape), dtype=obs_dtype)  # (R, N, *obs) s_{t+1}
         self.actions = np.zeros((r, n, *action_shape), dtype=action_dtype)  # (R, N, *act)
         self.rewards = np.zeros((r, n), dtype=np.float32)  # (R, N)
         self.terminated = np.zeros((r, n), dtype=bool)  # (R, N)
@@ -124,14 +137,8 @@ class ReplayBuffer:
 
     @property
     def nbytes(self) -> int:
-        arrays = (
-            self.obs,
-            self.next_obs,
-            self.actions,
-            self.rewards,
-            self.terminated,
-            self.truncated,
-        )
+        arrays = [self.obs, self.actions, self.rewards, self.terminated, self.truncated]
+        arrays.append(self.pending if self.next_obs is None else self.next_obs)
         return sum(a.nbytes for a in arrays)
 
     def __len__(self) -> int:
@@ -148,15 +155,51 @@ class ReplayBuffer:
     ) -> int:
         """Store one vector step; returns the row written."""
         row = self.pos
+        if self.next_obs is None:
+            self._add_compact(row, obs, next_obs, terminated | truncated)
+        else:
+            self.next_obs[row] = next_obs
         self.obs[row] = obs
         self.actions[row] = actions
         self.rewards[row] = rewards
-        self.next_obs[row] = next_obs
         self.terminated[row] = terminated
         self.truncated[row] = truncated
         self.pos = (self.pos + 1) % self.rows
         self.full = self.full or self.pos == 0
         return row
+
+    def _add_compact(
+        self, row: int, obs: np.ndarray, next_obs: np.ndarray, done: np.ndarray
+    ) -> None:
+        n = self.num_envs
+        if len(self):
+            # The previous row's s_{t+1} is this row's s_t unless the stream broke.
+            prev = (row - 1) % self.rows
+            obs_cast = np.asarray(obs).astype(self.obs.dtype, copy=False)
+            for e in range(n):
+                if not self.pending_done[e] and not np.array_equal(obs_cast[e], self.pending[e]):
+                    self.aside[prev * n + e] = self.pending[e].copy()
+        for e in range(n):  # the transitions being overwritten
+            self.aside.pop(row * n + e, None)
+        self.pending[...] = next_obs
+        self.pending_done[...] = done
+        for i in np.flatnonzero(done).tolist():
+            self.aside[row * n + i] = self.pending[i].copy()
+
+    def _next_obs(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """s_{t+1} of the transitions (rows, envs)."""
+        if self.next_obs is not None:
+            return self.next_obs[rows, envs]
+        out = self.obs[(rows + 1) % self.rows, envs]
+        newest = (self.pos - 1) % self.rows
+        keys = (rows * self.num_envs + envs).tolist()
+        for i, key in enumerate(keys):
+            kept = self.aside.get(key)
+            if kept is not None:
+                out[i] = kept
+            elif rows[i] == newest:
+                out[i] = self.pending[envs[i]]
+        return out
 
     def sample_index(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """Uniform flat indices (row * num_envs + env) over the stored transitions."""
@@ -173,7 +216,7 @@ class ReplayBuffer:
         out = {"obs": self.obs[rows, envs], "actions": self.actions[rows, envs]}
         if n_step == 1:
             out["rewards"] = self.rewards[rows, envs]
-            out["next_obs"] = self.next_obs[rows, envs]
+            out["next_obs"] = self._next_obs(rows, envs)
             out["terminated"] = self.terminated[rows, envs]
             out["discounts"] = np.full(len(flat_idx), gamma, dtype=np.float32)
             return out
@@ -191,30 +234,48 @@ class ReplayBuffer:
         )
         end_rows = (rows + last) % self.rows
         out["rewards"] = ret.astype(np.float32)
-        out["next_obs"] = self.next_obs[end_rows, envs]
+        out["next_obs"] = self._next_obs(end_rows, envs)
         out["terminated"] = term
         out["discounts"] = (gamma ** (last + 1)).astype(np.float32)
         return out
 
-    _ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
+    @property
+    def _arrays(self) -> tuple[str, ...]:
+        names = ("obs", "actions", "rewards", "terminated", "truncated")
+        return names if self.compact else (*names, "next_obs")
 
     def state_dict(self) -> dict:
         """The filled rows only (a fresh 1M-transition buffer costs nothing to save)."""
         filled = self.rows if self.full else self.pos
         state: dict[str, Any] = {
-            name: torch.from_numpy(getattr(self, name)[:filled].copy()) for name in self._ARRAYS
+            name: torch.from_numpy(getattr(self, name)[:filled].copy()) for name in self._arrays
         }
-        state.update(pos=self.pos, full=self.full, rows=self.rows)
+        state.update(pos=self.pos, full=self.full, rows=self.rows, compact=self.compact)
+        if self.compact:
+            keys = sorted(self.aside)
+            state["aside_keys"] = torch.tensor(keys, dtype=torch.int64)
+            state["aside_obs"] = torch.from_numpy(
+                np.stack([self.aside[k] for k in keys]) if keys else self.pending[:0].copy()
+            )
+            state["pending"] = torch.from_numpy(self.pending.copy())
+            state["pending_done"] = torch.from_numpy(self.pending_done.copy())
         return state
 
     def load_state_dict(self, state: dict) -> None:
         if int(state["rows"]) != self.rows:
             raise ValueError(f"replay buffer has {state['rows']} rows, expected {self.rows}")
-        for name in self._ARRAYS:
+        if bool(state.get("compact", False)) != self.compact:
+            raise ValueError("replay buffer storage (compact frames or not) does not match")
+        for name in self._arrays:
             src = state[name].numpy()
             getattr(self, name)[: len(src)] = src
         self.pos = int(state["pos"])
         self.full = bool(state["full"])
+        if self.compact:
+            kept = state["aside_obs"].numpy()
+            self.aside = {int(k): kept[i].copy() for i, k in enumerate(state["aside_keys"])}
+            self.pending[...] = state["pending"].numpy()
+            self.pending_done[...] = state["pending_done"].numpy()
 
 
 class SumTree:

@@ -13,6 +13,7 @@ Everything env-specific that an algorithm should not care about happens in ``Vec
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
 import functools
 import pickle
@@ -102,6 +103,31 @@ def register_optional_envs(env_id: str) -> None:
         except ImportError:
             return
         gym.register_envs(ale_py)
+        copyreg.pickle(ale_py.env.AtariEnv, _reduce_atari)
+
+
+def _reduce_atari(env: Any) -> tuple[Any, tuple[Any, ...]]:
+    """Pickle an ALE env with its emulator state. ale-py's own pickling (EzPickle) rebuilds a
+    fresh env from the constructor arguments, so a resumed run would silently start new games
+    with a different RNG; this keeps the very same game, frame and random streams."""
+    rng = env._np_random.bit_generator.state if env._np_random is not None else None
+    return _rebuild_atari, (
+        env._ezpickle_args,
+        env._ezpickle_kwargs,
+        env.clone_state(include_rng=True),
+        rng,
+    )
+
+
+def _rebuild_atari(args: tuple, kwargs: dict, state: Any, rng: dict | None) -> Any:
+    from ale_py.env import AtariEnv
+
+    env = AtariEnv(*args, **kwargs)
+    env.restore_state(state)
+    if rng is not None:
+        env._np_random = np.random.Generator(np.random.PCG64())
+        env._np_random.bit_generator.state = rng
+    return env
 
 
 def resolve_wrapper(name: str) -> Any:

@@ -59,7 +59,7 @@ ACTION_SPACES: dict[str, tuple[type, ...]] = {
     "ddpg": _BOX,
 }
 # Algorithms whose networks switch to a Nature-CNN torso for image observations.
-IMAGE_ALGOS = ("ppo", "a2c")
+IMAGE_ALGOS = ("ppo", "a2c", "dqn")
 HINTS = {
     "dqn": "DQN picks among discrete actions; for continuous actions use sac, td3 or ddpg.",
     "sac": "SAC acts in continuous (Box) spaces; for discrete actions use dqn or ppo.",

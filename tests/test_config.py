@@ -42,8 +42,18 @@ NORMALIZED_ENVS = {"mountaincar", "mountaincar_continuous", "bipedalwalker"} | {
 IMAGE_ENVS = {"pong", "breakout"}
 DISCRETE_ENVS = {"cartpole", "acrobot", "cartpole_masked", "mountaincar", "lunarlander"}
 DISCRETE_ENVS |= IMAGE_ENVS
-# Algorithm configs whose networks take images (Nature CNN): PPO's variants and A2C.
-IMAGE_OK = {"ppo", "ppo_kl", "ppo_gru", "ppo_lstm", "a2c"}
+# Algorithm configs whose networks take images (Nature CNN): PPO variants, A2C, DQN variants.
+IMAGE_OK = {
+    "ppo",
+    "ppo_kl",
+    "ppo_gru",
+    "ppo_lstm",
+    "a2c",
+    "dqn",
+    "double_dqn",
+    "dueling_dqn",
+    "rainbow_lite",
+}
 
 # Every algo x env on the CPU profile; every other hardware profile with every algo on one
 # discrete and one continuous env (the profile does not interact with the env choice).

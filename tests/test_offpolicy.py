@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -201,3 +202,85 @@ def test_offpolicy_bad_sizes(tmp_path, monkeypatch, capsys):
     assert "must hold at least one batch" in capsys.readouterr().err
     assert cli.main(["train", "algo=dqn", "algo.tau=0"]) == 2
     assert "algo.tau must lie in (0, 1]" in capsys.readouterr().err
+
+
+class FrameStream:
+    """Envs whose every observation is a unique id (two uint8 bytes), with episodes ending at
+    random and gymnasium's autoreset: the obs after an end is a fresh reset frame."""
+
+    def __init__(self, envs: int, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.next_id = 1
+        self.obs = np.stack([self._frame() for _ in range(envs)])
+
+    def _frame(self) -> np.ndarray:
+        self.next_id += 1
+        return np.array(divmod(self.next_id, 256), dtype=np.uint8)
+
+    def step(self) -> tuple[np.ndarray, ...]:
+        n = len(self.obs)
+        obs = self.obs.copy()
+        final = np.stack([self._frame() for _ in range(n)])
+        term = self.rng.random(n) < 0.1
+        trunc = (self.rng.random(n) < 0.05) & ~term
+        self.obs = final.copy()
+        for e in np.flatnonzero(term | trunc):
+            self.obs[e] = self._frame()  # reset frame
+        return obs, self.rng.normal(size=n).astype(np.float32), final, term, trunc
+
+    def restart(self) -> None:
+        """Fresh envs, as after a resume: the stream of observations breaks."""
+        self.obs = np.stack([self._frame() for _ in range(len(self.obs))])
+
+
+@pytest.mark.parametrize("cls", [ReplayBuffer, PrioritizedReplayBuffer])
+def test_compact_frame_replay_matches_the_plain_buffer(cls):
+    """Storing each frame once (s_{t+1} read from the next row, episode ends and breaks kept
+    aside) gives exactly the transitions and n-step targets of the plain buffer, through
+    wrap-around, a checkpoint round trip and a resume with fresh envs."""
+    envs, capacity = 3, 60
+    stream = FrameStream(envs, seed=0)
+    plain = ReplayBuffer(capacity, envs, (2,), (), np.int64)
+    compact = cls(capacity, envs, (2,), (), np.int64, obs_dtype=np.uint8, compact=True)
+    compared = 0
+    for t in range(70):
+        if t == 33:  # checkpoint, restore into a new buffer, continue with fresh envs
+            restored = cls(capacity, envs, (2,), (), np.int64, obs_dtype=np.uint8, compact=True)
+            restored.load_state_dict(compact.state_dict())
+            compact = restored
+            stream.restart()
+        obs, rew, final, term, trunc = stream.step()
+        action = np.full(envs, t)
+        plain.add(obs.astype(np.float32), action, rew, final.astype(np.float32), term, trunc)
+        compact.add(obs.astype(np.float32), action, rew, final.astype(np.float32), term, trunc)
+        if t % 7 == 6 or t in (32, 33, 34):
+            idx = np.arange(len(plain))
+            for n in (1, 3):
+                want, got = plain.gather(idx, n, 0.9), compact.gather(idx, n, 0.9)
+                assert got["obs"].dtype == np.uint8
+                for key in want:
+                    np.testing.assert_allclose(got[key], want[key], err_msg=f"{key} t={t} n={n}")
+                compared += 1
+    assert compared >= 20 and plain.full and compact.full
+    # Only episode ends, the resume break and the newest row are kept beside the frames.
+    assert len(compact.aside) < 0.3 * capacity
+
+
+def test_frame_replay_is_uint8_and_stored_once_and_oversized_buffers_are_refused(monkeypatch):
+    from drlcli.algos import offpolicy
+    from drlcli.algos.base import EnvInfo
+    from drlcli.algos.dqn import DQN
+    from drlcli.config import DQNConfig
+    from drlcli.errors import DrlError
+
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    info = EnvInfo(space, gym.spaces.Discrete(6), 1)
+    agent = DQN(DQNConfig(buffer_size=1000), info, torch.device("cpu"))
+    assert agent.replay.compact and agent.replay.obs.dtype == np.uint8
+    frames = 1000 * 4 * 84 * 84
+    assert frames <= agent.replay.nbytes < 1.01 * frames  # float32 obs + next_obs: 8x this
+    q = agent.q(torch.randint(0, 255, (2, 4, 84, 84), dtype=torch.uint8))
+    assert q.shape == (2, 6)
+    monkeypatch.setattr(offpolicy, "physical_memory", lambda: 2**30)
+    with pytest.raises(DrlError, match=r"algo.buffer_size=100,000 needs 2.6 GiB .* 1.0 GiB"):
+        DQN(DQNConfig(buffer_size=100_000), info, torch.device("cpu"))

@@ -71,8 +71,27 @@ SAC_ARGS = [
     "log.console_every_s=0",
     "hardware.torch_threads=1",
 ]
+DQN_PONG_ARGS = [
+    "algo=dqn",
+    "env=pong",
+    "total_timesteps=800",
+    "algo.learning_starts=200",
+    "algo.buffer_size=500",
+    "algo.batch_size=16",
+    "algo.target_update_interval=100",
+    "env.max_episode_steps=300",
+    "eval.every=400",
+    "eval.episodes=1",
+    "checkpoint.every=200",
+    "log.every=100",
+    "log.progress=plain",
+    "log.console_every_s=0",
+    "hardware.torch_threads=1",
+]
 RUNS = {
     "ppo": (COMMON, STEPS),
+    # Frames in compact uint8 replay (wrapped: 800 steps into 500 slots) and ALE state.
+    "dqn_pong": (DQN_PONG_ARGS, 800),
     "sac": (SAC_ARGS, 3000),
     # Stateful on-policy methods: whole-episode batches (which envs run an old-policy episode),
     # the carried recurrent state and the adaptive KL beta must all survive the restart.
@@ -147,15 +166,17 @@ def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path, algo)
     tags = {
         "ppo": ("charts/learning_rate", "losses/value_loss", "eval/mean_return"),
         "sac": ("losses/critic_loss", "losses/alpha", "eval/mean_return"),
+        "dqn_pong": ("losses/td_loss", "charts/epsilon", "eval/mean_return"),
         "ppo_kl": ("charts/kl_beta", "losses/kl", "eval/mean_return"),
         "trpo": ("losses/kl", "charts/line_search_backtracks", "eval/mean_return"),
     }.get(algo, ("losses/entropy", "losses/value_loss", "eval/mean_return"))
     for tag in tags:
         assert scalar_steps(resumed, tag) == scalar_steps(straight, tag), tag
+    # SPS is also logged where the run was stopped, which may fall between two log steps.
     sps_steps = [step for step, _ in scalar_steps(resumed, "charts/SPS")]
-    assert (
-        sps_steps == sorted(set(sps_steps)) == [s for s, _ in scalar_steps(straight, "charts/SPS")]
-    )
+    straight_sps = [s for s, _ in scalar_steps(straight, "charts/SPS")]
+    assert sps_steps == sorted(set(sps_steps))
+    assert [s for s in sps_steps if s != stopped_at] == [s for s in straight_sps if s != stopped_at]
     info = json.loads((resumed / "run_info.json").read_text())
     assert info["resumes"][0]["from_step"] == stopped_at
 

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from drlcli import checkpoint as ckpt
 from drlcli import cli
+from drlcli.algos.dqn import QNetwork
 from drlcli.envs import VecEnv, eval_env_config
 from drlcli.errors import DrlError
 from drlcli.evaluation import run_eval
@@ -109,7 +110,11 @@ def test_nature_cnn_is_chosen_for_images_and_clear_errors_elsewhere():
     assert params.shape == (3, 6) and value.shape == (3,)
     hwc = NatureCNN(gym.spaces.Box(0, 255, (84, 84, 3), np.uint8))
     assert hwc(torch.zeros(2, 84, 84, 3)).shape == (2, 512)
-    for algo in ("dqn", "trpo", "sac"):
+    for dueling in (False, True):
+        q = QNetwork(space, 6, [64, 64], "relu", dueling)
+        assert isinstance(q.torso, NatureCNN)
+        assert q(torch.zeros(3, 4, 84, 84, dtype=torch.uint8)).shape == (3, 6)
+    for algo in ("trpo", "sac"):
         composed = cli.check_overrides([f"algo={algo}", "env=pong"], multirun=False)
         with pytest.raises(DrlError, match=r"takes vector observations|cannot act"):
             cli.preflight(composed)

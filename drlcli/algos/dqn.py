@@ -24,7 +24,7 @@ from drlcli.algos.offpolicy import OffPolicy
 from drlcli.buffers import PrioritizedReplayBuffer
 from drlcli.config import DQNConfig
 from drlcli.errors import DrlError
-from drlcli.networks import FlatParams, mlp
+from drlcli.networks import FlatParams, NatureCNN, is_image, mlp, obs_dim
 from drlcli.returns import polyak_update
 
 
@@ -46,24 +46,41 @@ def double_dqn_target(
 
 
 class QNetwork(nn.Module):
+    """Q(s, .) for every action: an MLP on vector observations, the Nature-CNN torso (Mnih et al.
+    2015) on image observations; linear Q head or dueling V/A heads on top."""
+
     def __init__(
-        self, in_dim: int, n_actions: int, hidden: list[int], activation: str, dueling: bool
+        self,
+        space: gym.Space,
+        n_actions: int,
+        hidden: list[int],
+        activation: str,
+        dueling: bool,
     ):
         super().__init__()
         self.dueling = dueling
+        self.image = is_image(space)
+        self.torso: nn.Module
+        if self.image:
+            self.torso = NatureCNN(space, ortho=False)
+            if not dueling:
+                self.q: nn.Module = nn.Linear(self.torso.out_features, n_actions)
+        elif dueling:
+            self.torso = mlp(obs_dim(space), hidden, None, activation, ortho=False)
+        else:
+            self.q = mlp(obs_dim(space), hidden, n_actions, activation, ortho=False)
         if dueling:
-            self.torso = mlp(in_dim, hidden, None, activation, ortho=False)
-            width = self.torso.out_features
+            width = int(self.torso.out_features)
             self.value = nn.Linear(width, 1)
             self.advantage = nn.Linear(width, n_actions)
-        else:
-            self.q = mlp(in_dim, hidden, n_actions, activation, ortho=False)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.reshape(obs.shape[0], -1)
-        if not self.dueling:
+        x = obs if self.image else obs.reshape(obs.shape[0], -1)
+        if not self.dueling and not self.image:
             return self.q(x)
         h = self.torso(x)
+        if not self.dueling:
+            return self.q(h)
         adv = self.advantage(h)
         return self.value(h) + adv - adv.mean(dim=1, keepdim=True)
 
@@ -81,7 +98,11 @@ class DQN(OffPolicy):
             raise DrlError("algo.n_step must be >= 1 and algo.loss huber or mse.")
         self.n_actions = int(env_info.action_space.n)
         self.q = QNetwork(
-            self.obs_dim, self.n_actions, cfg.hidden_sizes, cfg.activation, cfg.dueling
+            env_info.observation_space,
+            self.n_actions,
+            cfg.hidden_sizes,
+            cfg.activation,
+            cfg.dueling,
         ).to(device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.flat = FlatParams(list(self.q.parameters()))
@@ -95,7 +116,6 @@ class DQN(OffPolicy):
         )
         self.last_target_update = 0
         self.epsilon = cfg.exploration_initial_eps
-        self.progress = 0.0
 
     def modules(self) -> dict[str, nn.Module]:
         return {"q": self.q}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -79,15 +80,20 @@ def config_dir() -> Path:
 
 
 def describe_options(group: str) -> list[tuple[str, str]]:
-    """(option, one-line description) for each YAML in a config group."""
+    """(option, description) for each YAML in a config group: the first sentence of the file's
+    leading comment block."""
     out = []
     for path in sorted((config_dir() / group).glob("*.yaml")):
-        comments = [
-            ln.lstrip("# ").strip()
-            for ln in path.read_text().splitlines()
-            if ln.startswith("#") and "@package" not in ln
-        ]
-        out.append((path.stem, comments[0] if comments else ""))
+        block: list[str] = []
+        for line in path.read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            if "@package" not in line:
+                block.append(line.lstrip("# ").strip())
+        text = " ".join(block)
+        # A sentence ends at ". " before a capital letter (not "et al. 2015").
+        first = re.split(r"(?<=[a-z0-9)\]]\.)\s+(?=[A-Z])", text, maxsplit=1)[0]
+        out.append((path.stem, first))
     return out
 
 
@@ -97,6 +103,7 @@ def group_options(group: str) -> list[str]:
 
 def cmd_list(argv: list[str]) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -105,7 +112,7 @@ def cmd_list(argv: list[str]) -> int:
         table.add_column(style="bold cyan")
         table.add_column()
         for name, desc in describe_options(group):
-            table.add_row(name, desc)
+            table.add_row(name, escape(desc))  # "drlcli[atari]" is not rich markup
         console.print(table)
     tuned = group_options("tuned")
     if tuned:
@@ -114,7 +121,7 @@ def cmd_list(argv: list[str]) -> int:
     if searches:
         console.print("search spaces (drl train -m search=<name>):")
         for name, desc in searches:
-            console.print(f"  [bold cyan]{name}[/bold cyan]  {desc}")
+            console.print(f"  [bold cyan]{name}[/bold cyan]  {escape(desc)}")
     return 0
 
 

@@ -51,6 +51,8 @@ def test_help_and_list(drl, clean_env, tmp_path):
     assert out.returncode == 0
     for name in ("ppo", "cartpole", "acrobot", "pendulum", "cpu", "cuda"):
         assert name in out.stdout
+    # Descriptions are text, not rich markup: the extra to install stays visible.
+    assert "drlcli[atari]" in out.stdout and "drlcli[mujoco]" in out.stdout
     out = run([drl, "train", "--cfg", "job"], tmp_path, clean_env)
     assert out.returncode == 0 and "CartPole-v1" in out.stdout
     assert not (tmp_path / "outputs").exists()

@@ -5,6 +5,8 @@ preprocessing; SB3 through its own make_atari_env + VecFrameStack pipeline).
     python benchmarks/zoo_compare.py sac-halfcheetah --steps 50000 --every 10000
     python benchmarks/zoo_compare.py ppo-breakout --steps 100000 --every 20000
 
+    python benchmarks/zoo_compare.py report drlcli.jsonl sb3.jsonl   # saved lines -> Markdown
+
 Prints one JSON line per implementation: [(step, mean eval return), ...]; 5 deterministic
 evaluation episodes (SB3: EvalCallback on a Monitor-wrapped env, i.e. raw game scores).
 Both use one torch thread (and one OpenCV thread), so `--impl drlcli` and `--impl sb3` can run
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 
@@ -121,8 +124,49 @@ def _one_thread() -> None:
         pass
 
 
+def report(paths: list[str]) -> str:
+    """Markdown: per task and eval step, the median over seeds of each implementation's mean
+    eval return, with the per-seed values; then the median wall time."""
+    import statistics
+    from collections import defaultdict
+    from pathlib import Path
+
+    lines = [ln for p in paths for ln in Path(p).read_text().splitlines() if ln.strip()]
+    rows = [json.loads(ln) for ln in lines]
+    curves: dict = defaultdict(lambda: defaultdict(dict))  # task -> impl -> seed -> curve
+    walls: dict = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        curves[r["task"]][r["impl"]][r["seed"]] = dict(r["curve"])
+        walls[r["task"]][r["impl"]].append(r["wall_s"])
+    out = []
+    for task, by_impl in sorted(curves.items()):
+        impls = [i for i in ("drlcli", "sb3") if i in by_impl]
+        seeds = {i: sorted(by_impl[i]) for i in impls}
+        out.append(f"{task}: seeds " + "; ".join(f"{i} {seeds[i]}" for i in impls))
+        out.append("")
+        out.append("| steps | " + " | ".join(f"{i} median (per seed)" for i in impls) + " |")
+        out.append("|---|" + "---|" * len(impls))
+        steps = sorted({s for i in impls for c in by_impl[i].values() for s in c})
+        for step in steps:
+            cells = []
+            for i in impls:
+                vals = [by_impl[i][seed][step] for seed in seeds[i] if step in by_impl[i][seed]]
+                med = statistics.median(vals) if vals else float("nan")
+                cells.append(f"{med:.1f} ({' / '.join(f'{v:.1f}' for v in vals)})")
+            out.append(f"| {step:,} | " + " | ".join(cells) + " |")
+        wall = ", ".join(f"{i} {statistics.median(walls[task][i]):.0f}" for i in impls)
+        out.append(f"\nmedian wall time (s): {wall}\n")
+    return "\n".join(out)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    if len(sys.argv) > 2 and sys.argv[1] == "report":
+        print(report(sys.argv[2:]))
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="`zoo_compare.py report FILE...` turns saved JSON lines into a Markdown table.",
+    )
     parser.add_argument("task", choices=["sac-halfcheetah", "ppo-breakout", "ppo-pong"])
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--every", type=int, default=10_000)

@@ -59,6 +59,13 @@ def validate(cfg: TrainConfig) -> None:
         problems.append(
             "eval.early_stop=true needs a threshold: set eval.target_return or env.solved_return"
         )
+    learning_starts = getattr(cfg.algo, "learning_starts", None)
+    if learning_starts is not None and learning_starts >= cfg.total_timesteps:
+        problems.append(
+            f"algo.learning_starts={learning_starts:,} >= total_timesteps="
+            f"{cfg.total_timesteps:,}: the whole budget would be random warm-up steps and "
+            "nothing would be learned; raise total_timesteps or lower algo.learning_starts"
+        )
     if cfg.on_error not in ("continue", "stop"):
         problems.append(f"on_error must be continue or stop (got {cfg.on_error})")
     if cfg.log.progress not in ("auto", "rich", "plain", "none"):

@@ -106,6 +106,10 @@ BAD_INPUTS = [
     (["algo.minibatch_size=100000"], r"minibatch_size=100000 must be between 1 and the rollout"),
     (["algo.learning_rate=-0.1"], r"learning_rate must be > 0"),
     (["total_timesteps=0"], r"total_timesteps must be >= 1"),
+    (
+        ["algo=dqn", "total_timesteps=1000"],
+        r"algo.learning_starts=1,000 >= total_timesteps=1,000: the whole budget would be random",
+    ),
     (["hardware.device=tpu"], r"Unknown hardware.device 'tpu'.*cpu, cuda, cuda:N, auto"),
     (["eval.early_stop=true", "env.solved_return=null"], r"early_stop=true needs a threshold"),
     (["algo.learning_rate=[1,"], r"Could not parse the overrides"),

@@ -52,12 +52,31 @@ def ours(task: str, steps: int, every: int, seed: int) -> dict:
         acc = EventAccumulator(tmp, size_guidance={"scalars": 0})
         acc.Reload()
         curve = [(e.step, round(e.value, 1)) for e in acc.Scalars("eval/mean_return")]
-    return {"impl": "drlcli", "task": task, "curve": curve, "wall_s": round(wall)}
+        episodes = [(e.step, e.value) for e in acc.Scalars("charts/episodic_return")]
+    return {
+        "impl": "drlcli",
+        "task": task,
+        "curve": curve,
+        "train_curve": train_curve(episodes, [s for s, _ in curve], every),
+        "wall_s": round(wall),
+    }
+
+
+def train_curve(
+    episodes: list[tuple[int, float]], points: list[int], every: int
+) -> list[tuple[int, float | None]]:
+    """Mean raw return (whole games for Atari) of the training episodes that ended in the
+    `every` steps up to each point: the curve papers plot, less noisy than 5 greedy games."""
+    out: list[tuple[int, float | None]] = []
+    for point in points:
+        window = [r for s, r in episodes if point - every < s <= point]
+        out.append((point, round(sum(window) / len(window), 1) if window else None))
+    return out
 
 
 def sb3(task: str, steps: int, every: int, seed: int) -> dict:
     import torch
-    from stable_baselines3.common.callbacks import EvalCallback
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 
     torch.set_num_threads(1)
     if task.startswith("sac"):
@@ -105,14 +124,31 @@ def sb3(task: str, steps: int, every: int, seed: int) -> dict:
         log_path=tempfile.mkdtemp(),
         verbose=0,
     )
+    episodes: list[tuple[int, float]] = []
+
+    class Episodes(BaseCallback):
+        """Whole-game raw scores from the Monitor wrapper (below SB3's Atari wrappers)."""
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    episodes.append((self.num_timesteps, float(info["episode"]["r"])))
+            return True
+
     t0 = time.perf_counter()
-    model.learn(total_timesteps=steps, callback=callback)
+    model.learn(total_timesteps=steps, callback=CallbackList([callback, Episodes()]))
     wall = time.perf_counter() - t0
     curve = [
         (int(s), round(float(sum(r) / len(r)), 1))
         for s, r in zip(callback.evaluations_timesteps, callback.evaluations_results)
     ]
-    return {"impl": "sb3", "task": task, "curve": curve, "wall_s": round(wall)}
+    return {
+        "impl": "sb3",
+        "task": task,
+        "curve": curve,
+        "train_curve": train_curve(episodes, [s for s, _ in curve], every),
+        "wall_s": round(wall),
+    }
 
 
 def _one_thread() -> None:
@@ -125,37 +161,48 @@ def _one_thread() -> None:
 
 
 def report(paths: list[str]) -> str:
-    """Markdown: per task and eval step, the median over seeds of each implementation's mean
-    eval return, with the per-seed values; then the median wall time."""
+    """Markdown: per task and eval step, the median over seeds of each implementation's greedy
+    eval return and training-episode return, with the per-seed values; median wall time."""
     import statistics
     from collections import defaultdict
     from pathlib import Path
 
     lines = [ln for p in paths for ln in Path(p).read_text().splitlines() if ln.strip()]
     rows = [json.loads(ln) for ln in lines]
-    curves: dict = defaultdict(lambda: defaultdict(dict))  # task -> impl -> seed -> curve
+    # task -> metric -> impl -> seed -> {step: value}
+    data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
     walls: dict = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        curves[r["task"]][r["impl"]][r["seed"]] = dict(r["curve"])
+        # Eval steps differ a little (whole PPO rollouts): file each at the nearest eval point.
+        every = r.get("every") or round(r["steps"] / len(r["curve"]))
+        for metric in ("curve", "train_curve"):
+            if metric in r:
+                points = {round(s / every) * every: v for s, v in r[metric] if v is not None}
+                data[r["task"]][metric][r["impl"]][r["seed"]] = points
         walls[r["task"]][r["impl"]].append(r["wall_s"])
+    titles = {"curve": "greedy eval, 5 games", "train_curve": "training episodes"}
     out = []
-    for task, by_impl in sorted(curves.items()):
-        impls = [i for i in ("drlcli", "sb3") if i in by_impl]
-        seeds = {i: sorted(by_impl[i]) for i in impls}
-        out.append(f"{task}: seeds " + "; ".join(f"{i} {seeds[i]}" for i in impls))
-        out.append("")
-        out.append("| steps | " + " | ".join(f"{i} median (per seed)" for i in impls) + " |")
-        out.append("|---|" + "---|" * len(impls))
-        steps = sorted({s for i in impls for c in by_impl[i].values() for s in c})
-        for step in steps:
-            cells = []
-            for i in impls:
-                vals = [by_impl[i][seed][step] for seed in seeds[i] if step in by_impl[i][seed]]
-                med = statistics.median(vals) if vals else float("nan")
-                cells.append(f"{med:.1f} ({' / '.join(f'{v:.1f}' for v in vals)})")
-            out.append(f"| {step:,} | " + " | ".join(cells) + " |")
-        wall = ", ".join(f"{i} {statistics.median(walls[task][i]):.0f}" for i in impls)
-        out.append(f"\nmedian wall time (s): {wall}\n")
+    for task, metrics in sorted(data.items()):
+        for metric, by_impl in metrics.items():
+            impls = [i for i in ("drlcli", "sb3") if i in by_impl]
+            seeds = {i: sorted(by_impl[i]) for i in impls}
+            out.append(
+                f"{task}, {titles[metric]}: seeds " + "; ".join(f"{i} {seeds[i]}" for i in impls)
+            )
+            out.append("")
+            out.append("| steps | " + " | ".join(f"{i} median (per seed)" for i in impls) + " |")
+            out.append("|---|" + "---|" * len(impls))
+            steps = sorted({s for i in impls for c in by_impl[i].values() for s in c})
+            for step in steps:
+                cells = []
+                for i in impls:
+                    vals = [by_impl[i][sd][step] for sd in seeds[i] if step in by_impl[i][sd]]
+                    med = f"{statistics.median(vals):.1f}" if vals else "-"
+                    cells.append(f"{med} ({' / '.join(f'{v:.1f}' for v in vals)})")
+                out.append(f"| {step:,} | " + " | ".join(cells) + " |")
+            out.append("")
+        wall = ", ".join(f"{i} {statistics.median(w):.0f}" for i, w in walls[task].items())
+        out.append(f"{task} median wall time (s): {wall}\n")
     return "\n".join(out)
 
 
@@ -178,7 +225,8 @@ def main() -> None:
         if args.impl in ("both", impl):
             fn = ours if impl == "drlcli" else sb3
             result = fn(args.task, args.steps, args.every, args.seed)
-            print(json.dumps({**result, "seed": args.seed, "steps": args.steps}), flush=True)
+            meta = {"seed": args.seed, "steps": args.steps, "every": args.every}
+            print(json.dumps({**result, **meta}), flush=True)
 
 
 if __name__ == "__main__":

@@ -273,6 +273,7 @@ def preflight(cfg: Any) -> None:
     from drlcli.config import to_train_config
     from drlcli.envs import check_env_id, make_single_env
     from drlcli.hardware import resolve_device, resolve_workers
+    from drlcli.networks import is_image
     from drlcli.registry import check_compatible
     from drlcli.runner import validate
 
@@ -292,6 +293,12 @@ def preflight(cfg: Any) -> None:
     probe = make_single_env(tc.env)
     try:
         check_compatible(tc.algo.name, probe.observation_space, probe.action_space)
+        if tc.env.normalize_obs and is_image(probe.observation_space):
+            raise DrlError(
+                f"env.normalize_obs=true on image observations {probe.observation_space.shape}: "
+                "the Nature-CNN scales pixels to [0, 1] itself and image replay stores raw "
+                "uint8 frames; set env.normalize_obs=false."
+            )
     finally:
         probe.close()
     from drlcli.registry import validate as validate_algo

@@ -110,6 +110,10 @@ BAD_INPUTS = [
         ["algo=dqn", "total_timesteps=1000"],
         r"algo.learning_starts=1,000 >= total_timesteps=1,000: the whole budget would be random",
     ),
+    (
+        ["algo=dqn", "env=pong", "env.normalize_obs=true"],
+        r"env.normalize_obs=true on image observations \(4, 84, 84\).*normalize_obs=false",
+    ),
     (["hardware.device=tpu"], r"Unknown hardware.device 'tpu'.*cpu, cuda, cuda:N, auto"),
     (["eval.early_stop=true", "env.solved_return=null"], r"early_stop=true needs a threshold"),
     (["algo.learning_rate=[1,"], r"Could not parse the overrides"),

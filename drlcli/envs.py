@@ -151,6 +151,14 @@ def _suggest_extra(env_id: str) -> str:
     return ""
 
 
+def _missing_dependency(what: str, env_id: str, exc: Exception) -> DrlError:
+    extra = _suggest_extra(env_id) or "the package named below"
+    return DrlError(
+        f"{what} needs an optional dependency that is not installed: "
+        f"pip install 'drlcli[{extra}]'. ({exc})"
+    )
+
+
 def check_env_id(env_id: str) -> None:
     """Fail with a clear message when ``env_id`` is not a registered gymnasium id."""
     register_optional_envs(env_id)
@@ -174,11 +182,7 @@ def make_single_env(cfg: EnvConfig) -> gym.Env:
     try:
         env = gym.make(cfg.id, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
-        extra = _suggest_extra(cfg.id) or "the package named below"
-        raise DrlError(
-            f"Environment '{cfg.id}' needs an optional dependency that is not installed: "
-            f"pip install 'drlcli[{extra}]'. ({exc})"
-        ) from exc
+        raise _missing_dependency(f"Environment '{cfg.id}'", cfg.id, exc) from exc
     except TypeError as exc:
         raise DrlError(f"Bad env.kwargs for '{cfg.id}': {exc}") from exc
     for spec in cfg.wrappers:
@@ -192,11 +196,8 @@ def make_single_env(cfg: EnvConfig) -> gym.Env:
         try:
             env = wrapper_cls(env, **dict(spec.kwargs))
         except gym.error.DependencyNotInstalled as exc:
-            extra = _suggest_extra(cfg.id) or "the package named below"
-            raise DrlError(
-                f"The wrapper {spec.name} for '{cfg.id}' needs an optional dependency that is "
-                f"not installed: pip install 'drlcli[{extra}]'. ({exc})"
-            ) from exc
+            what = f"The wrapper {spec.name} for '{cfg.id}'"
+            raise _missing_dependency(what, cfg.id, exc) from exc
         except TypeError as exc:
             raise DrlError(f"Bad kwargs for the wrapper {spec.name}: {exc}") from exc
     return env

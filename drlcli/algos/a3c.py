@@ -29,13 +29,17 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from drlcli.algos.base import Algorithm, EnvInfo, collect_rollout, to_env_actions
-from drlcli.algos.onpolicy import build_actor_critic, common_problems, raise_problems
+from drlcli.algos.onpolicy import (
+    build_actor_critic,
+    common_problems,
+    raise_problems,
+    rollout_gae,
+)
 from drlcli.buffers import RolloutBuffer
 from drlcli.config import A3CConfig, EnvConfig
 from drlcli.envs import Episode, VecEnv
 from drlcli.errors import DrlError
 from drlcli.networks import ActorCritic
-from drlcli.returns import gae
 
 
 def validate_a3c(cfg: A3CConfig, num_envs: int, env_cfg: EnvConfig | None = None) -> None:
@@ -122,15 +126,7 @@ def _worker(
             with counter.get_lock():
                 counter.value += buf.size
                 step = counter.value
-            adv, ret = gae(  # 3. n-step returns (lambda = 1) or GAE
-                buf.rewards,
-                buf.values,
-                buf.next_values,
-                buf.terminated,
-                buf.dones,
-                cfg.gamma,
-                cfg.gae_lambda,
-            )
+            adv, ret = rollout_gae(buf, cfg.gamma, cfg.gae_lambda)  # 3. n-step / GAE
             b_obs, b_act = buf.flat("obs"), buf.flat("actions")
             adv, ret = adv.reshape(-1), ret.reshape(-1)
             if cfg.norm_adv and adv.numel() > 1:

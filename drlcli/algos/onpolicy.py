@@ -71,6 +71,11 @@ def raise_problems(label: str, problems: list[str]) -> None:
         raise DrlError(f"Invalid {label} settings: " + "; ".join(problems) + ".")
 
 
+def rollout_gae(buf: RolloutBuffer, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE(gamma, lambda) advantages and returns of a finished rollout (lambda = 1: n-step)."""
+    return gae(buf.rewards, buf.values, buf.next_values, buf.terminated, buf.dones, gamma, lam)
+
+
 class OnPolicy(Algorithm):
     #: network layout (see ActorCritic): "separate" for methods with their own actor optimizer
     layout = "stacked"
@@ -140,15 +145,7 @@ class OnPolicy(Algorithm):
         """GAE(gamma, lambda) into ``buffer.advantages`` and ``buffer.returns``."""
         buf, cfg = self.buffer, self.cfg
         assert buf is not None
-        adv, ret = gae(
-            buf.rewards,
-            buf.values,
-            buf.next_values,
-            buf.terminated,
-            buf.dones,
-            cfg.gamma,
-            cfg.gae_lambda,
-        )
+        adv, ret = rollout_gae(buf, cfg.gamma, cfg.gae_lambda)
         buf.advantages.copy_(adv)
         buf.returns.copy_(ret)
 

@@ -8,23 +8,26 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 EXTRAS ?= dev,sweep,bench,box2d,atari,mujoco,joblib,submitit,ray
 STAMP := $(VENV)/.drlcli-installed
+# Exact versions of everything but torch, last known green (see constraints.txt; `make lock`).
+CONSTRAINTS ?= constraints.txt
 
-.PHONY: install run test test-slow lint format bench clean help
+.PHONY: install run test test-slow lint format bench lock clean help
 
 help:
 	@echo "make run        install, then train PPO on CartPole (drl train algo=ppo env=cartpole)"
 	@echo "make test       install, then run the test suite (fast tiers)"
 	@echo "make test-slow  the slow learning tests"
 	@echo "make lint       ruff (lint + format check) and mypy"
+	@echo "make lock       refresh constraints.txt (the pinned versions make install uses)"
 	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3) and scaling tables"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install "$(TORCH_PIN)"
-	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -c $(CONSTRAINTS) "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -52,6 +55,20 @@ bench: install
 	$(BIN)/python benchmarks/bench_offpolicy.py
 	$(BIN)/python benchmarks/bench_onpolicy.py
 	$(BIN)/python benchmarks/bench_scaling.py
+	$(BIN)/python benchmarks/bench_threads.py
+
+# Re-resolve every dependency to the newest versions pyproject.toml allows, in a throwaway venv,
+# and write them to constraints.txt. Then `make clean test` and commit constraints.txt if green.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q --upgrade pip
+	.venv-lock/bin/python -m pip install -q "$(TORCH_PIN)"
+	.venv-lock/bin/python -m pip install -q ".[$(EXTRAS)]"
+	{ sed -n '/^#/p' $(CONSTRAINTS); .venv-lock/bin/python -m pip freeze --exclude-editable \
+	  | grep -v -i -E '^(torch|pip|setuptools|drlcli)(==| @)'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf .venv-lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

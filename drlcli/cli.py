@@ -272,7 +272,7 @@ def preflight(cfg: Any) -> None:
 
     from drlcli.config import to_train_config
     from drlcli.envs import check_env_id, make_single_env
-    from drlcli.hardware import resolve_device, resolve_workers
+    from drlcli.hardware import check_threads, resolve_device, resolve_workers
     from drlcli.networks import is_image
     from drlcli.registry import check_compatible
     from drlcli.runner import validate
@@ -289,6 +289,7 @@ def preflight(cfg: Any) -> None:
     check_env_id(tc.env.id)
     resolve_device(tc.hardware.device)
     resolve_workers(tc.hardware, tc.env.num_envs)
+    check_threads(tc.hardware)
     # Build one env: missing optional extras, bad kwargs or wrappers, incompatible spaces.
     probe = make_single_env(tc.env)
     try:

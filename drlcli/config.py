@@ -44,7 +44,7 @@ class EnvConfig:
 @dataclass
 class HardwareConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda if present, else cpu)
-    torch_threads: int = 0  # 0 = automatic (cores / parallel jobs, minus env workers, >= 1)
+    torch_threads: int = 0  # 0 = automatic: 1 for MLPs; for CNNs cores per job minus env workers
     # sync: envs step in this process | workers: drlcli's worker processes, several envs each,
     # shared-memory observations | async: gymnasium's AsyncVectorEnv, one process per env
     vectorization: str = "sync"

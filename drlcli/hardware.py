@@ -94,24 +94,53 @@ def setup(cfg: HardwareConfig, seed: int, num_envs: int = 1) -> tuple[torch.devi
             + ("" if device.type == "cuda" else " (no CUDA device found)")
         )
     workers, per_worker = resolve_workers(cfg, num_envs)
-    threads = cfg.torch_threads
-    if threads < 0:
-        raise DrlError(f"hardware.torch_threads must be >= 0 (0 = auto), got {threads}.")
-    if threads == 0:
-        # Parallel sweep jobs (joblib etc.) export DRL_PARALLEL_JOBS so they share the cores;
-        # env worker processes get their own cores too.
-        jobs = max(int(os.environ.get("DRL_PARALLEL_JOBS", "1")), 1)
-        threads = max(available_cores() // jobs - workers, 1)
-    torch.set_num_threads(threads)
+    check_threads(cfg)
     seed_everything(seed)
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     resolved = Resolved(
-        str(device), threads, cfg.vectorization, cfg.deterministic, workers, per_worker, notes
+        str(device), 0, cfg.vectorization, cfg.deterministic, workers, per_worker, notes
     )
     return device, resolved
+
+
+def check_threads(cfg: HardwareConfig) -> None:
+    """Raises DrlError for a negative ``hardware.torch_threads``."""
+    if cfg.torch_threads < 0:
+        raise DrlError(f"hardware.torch_threads must be >= 0 (0 = auto), got {cfg.torch_threads}.")
+
+
+def choose_threads(cfg: HardwareConfig, resolved: Resolved, image_obs: bool) -> int:
+    """Set torch's intra-op thread count for this process and record it in ``resolved``.
+
+    ``hardware.torch_threads=N`` is taken as given. Automatic (0): one thread for vector
+    observations (MLP policies), whose ops are far too small to split across threads - two
+    threads were no faster than one here, while two runs sharing two cores with two OpenMP
+    threads each ran 4x slower (150x on a busy machine), since idle OpenMP threads spin (issue
+    #15; ``benchmarks/bench_threads.py`` measures both). Image observations (a CNN torso) get the
+    cores left per parallel job after env workers (``DRL_PARALLEL_JOBS``, set by the parallel
+    sweep launchers), where the same benchmark shows convolutions gain from them.
+
+    Returns the thread count; the reason is appended to ``resolved.notes`` for the start line.
+    """
+    threads = cfg.torch_threads
+    if threads == 0:
+        if image_obs:
+            jobs = max(int(os.environ.get("DRL_PARALLEL_JOBS", "1")), 1)
+            threads = max(available_cores() // jobs - resolved.num_workers, 1)
+            why = "image observations: the CNN uses the cores left per job after env workers"
+        else:
+            threads = 1
+            why = "vector observations: small MLPs run as fast on one thread, and runs "
+            why += "sharing the machine do not slow each other down"
+        resolved.notes.append(
+            f"torch threads: {threads} (auto; {why}; set hardware.torch_threads=N to override)"
+        )
+    torch.set_num_threads(threads)
+    resolved.torch_threads = threads
+    return threads
 
 
 def seed_everything(seed: int) -> None:

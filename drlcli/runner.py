@@ -26,6 +26,7 @@ from drlcli.config import TrainConfig
 from drlcli.envs import VecEnv, eval_env_config, evaluate
 from drlcli.errors import DrlError
 from drlcli.logger import Logger, flatten
+from drlcli.networks import is_image
 
 MAX_EVAL_ENVS = 16
 
@@ -203,6 +204,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, command: str = "") -> RunResult
     resume_state = load_resume_state(cfg, run_dir)
     device, resolved = hardware.setup(cfg.hardware, cfg.seed, cfg.env.num_envs)
     env, eval_env = build_envs(cfg, resolved.vectorization, resolved.num_workers)
+    hardware.choose_threads(cfg.hardware, resolved, is_image(env.single_observation_space))
     algo: Algorithm | None = None
     try:
         algo = registry.build(cfg.algo, env_info_of(env), device)

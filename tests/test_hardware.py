@@ -159,6 +159,7 @@ def test_a_killed_worker_is_reported_not_waited_on():
             r"2 x hardware.envs_per_worker=3 = 6 envs, but env.num_envs=8",
         ),
         (["hardware.vectorization=threads"], r"Unknown hardware.vectorization 'threads'"),
+        (["hardware.torch_threads=-1"], r"hardware.torch_threads must be >= 0 \(0 = auto\)"),
     ],
 )
 def test_bad_worker_settings_fail_before_anything_runs(overrides, message):
@@ -222,3 +223,35 @@ def test_a3c_refuses_normalized_envs():
     composed = cli.check_overrides(["algo=a3c", "env=mountaincar"], multirun=False)
     with pytest.raises(DrlError, match=r"each worker would keep its own statistics"):
         cli.preflight(composed)
+
+
+@pytest.mark.parametrize("cores", [1, 2, 16])
+def test_auto_threads_one_for_mlps_whatever_the_core_count(monkeypatch, cores):
+    """Two runs on two cores with two spinning OpenMP threads each ran 4-150x slower (#15)."""
+    from drlcli import hardware
+    from drlcli.config import HardwareConfig
+
+    monkeypatch.setattr(hardware, "available_cores", lambda: cores)
+    before = torch.get_num_threads()
+    try:
+        _, resolved = hardware.setup(HardwareConfig(), seed=1, num_envs=8)
+        assert hardware.choose_threads(HardwareConfig(), resolved, image_obs=False) == 1
+        assert torch.get_num_threads() == 1 and resolved.torch_threads == 1
+        assert any("torch threads: 1 (auto" in n for n in resolved.notes)
+        # CNN torsos take the cores per parallel job, minus env worker processes.
+        monkeypatch.setenv("DRL_PARALLEL_JOBS", "2")
+        _, resolved = hardware.setup(HardwareConfig(), seed=1, num_envs=8)
+        assert hardware.choose_threads(HardwareConfig(), resolved, image_obs=True) == max(
+            cores // 2, 1
+        )
+        workers = HardwareConfig(vectorization="workers", num_workers=2)
+        monkeypatch.delenv("DRL_PARALLEL_JOBS")
+        _, resolved = hardware.setup(workers, seed=1, num_envs=8)
+        assert hardware.choose_threads(workers, resolved, image_obs=True) == max(cores - 2, 1)
+        # An explicit count is taken as given, with no note.
+        explicit = HardwareConfig(torch_threads=3)
+        _, resolved = hardware.setup(explicit, seed=1, num_envs=8)
+        assert hardware.choose_threads(explicit, resolved, image_obs=False) == 3
+        assert not any("torch threads" in n for n in resolved.notes)
+    finally:
+        torch.set_num_threads(before)

@@ -1,127 +1,105 @@
-"""Learning tests: real training with fixed seeds and real return thresholds."""
+"""Learning tests: real training with real return thresholds, over several seeds (issue #22).
+
+RL training is chaotic: a last-bit difference in a float kernel (CPU model, thread count, a
+library's code path) sends one seed to another outcome, so a single-seed test that passes on one
+machine fails on the next. Each test here trains seeds 1-3 (two processes at a time, one torch
+thread each unless ``DRL_TEST_TORCH_THREADS`` says otherwise) and asserts that at least
+``need`` of them reach the threshold. The distributions quoted in each case were measured with
+``python benchmarks/seed_spread.py --seeds 10`` (seeds 1-10, one torch thread, 2026-11-30).
+"""
 
 from __future__ import annotations
 
-import pytest
-from omegaconf import OmegaConf
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
-from drlcli import cli
-from drlcli.runner import train
+import pytest
+
+from tests.learning_cases import TEST_THREADS, run_case
 
 pytestmark = pytest.mark.learning
 
-
-def run(tmp_path, overrides):
-    cfg = OmegaConf.to_object(cli._compose([*overrides, "log.progress=none"]))
-    return train(cfg, tmp_path / "run")
+SEEDS = (1, 2, 3)
 
 
-def test_ppo_cartpole_solves_within_100k(tmp_path):
-    result = run(tmp_path, ["algo=ppo", "env=cartpole", "seed=1", "total_timesteps=100000"])
-    assert result.global_step <= 100_000 + 256
-    assert result.eval_mean_return >= 475, result
+@pytest.fixture(scope="module")
+def pool():
+    # spawn: a fresh interpreter per worker (forking a process that already ran torch's OpenMP
+    # pool can deadlock); two workers for the two cores the suite is sized for.
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
+        yield ex
 
 
-@pytest.mark.slow
-def test_ppo_pendulum_better_than_minus_400_within_200k(tmp_path):
-    result = run(tmp_path, ["algo=ppo", "env=pendulum", "seed=1", "total_timesteps=200000"])
-    assert result.eval_mean_return > -400, result
+def train_seeds(pool, case: str, seeds: tuple[int, ...] = SEEDS) -> list[dict]:
+    futures = [pool.submit(run_case, case, s, TEST_THREADS) for s in seeds]
+    return [f.result() for f in futures]
 
 
-def test_dqn_cartpole_solves_within_50k(tmp_path):
-    result = run(tmp_path, ["algo=dqn", "env=cartpole", "seed=1", "total_timesteps=50000"])
-    assert result.global_step <= 50_000 + 256
-    assert result.eval_mean_return >= 475, result
+def check(results: list[dict], threshold: float, need: int = 2) -> None:
+    passed = [r for r in results if r["eval"] >= threshold]
+    summary = ", ".join(f"seed {r['seed']}: {r['eval']:.1f} at {r['step']}" for r in results)
+    assert len(passed) >= need, (
+        f"{len(passed)} of {len(results)} seeds reached {threshold} (need {need}): {summary}"
+    )
 
 
-def test_double_dueling_per_nstep_dqn_learns_cartpole(tmp_path):
-    result = run(tmp_path, ["algo=rainbow_lite", "env=cartpole", "seed=1", "total_timesteps=50000"])
-    assert result.eval_mean_return >= 475, result
-
-
-# Small networks keep these fast; the tuned full-size sets are exercised in test-slow.
-SMALL_PENDULUM = [
-    "env=pendulum",
-    "seed=1",
-    "total_timesteps=10000",
-    "algo.learning_starts=1000",
-    "algo.hidden_sizes=[64,64]",
-    "eval.every=0",
+# Each row: case (tests/learning_cases.py), threshold, seeds, how many must reach it. The
+# comment gives the spread measured over seeds 1-10 (one thread): "10/10 at 10k-41k" = every
+# seed reached the threshold at an evaluation between those steps.
+CARTPOLE_CASES = [
+    # PPO, Zoo set, 100k budget, eval every 10k: 10/10 at 10k-41k steps (median 26k).
+    pytest.param("ppo_cartpole", 475, SEEDS, 2, id="ppo"),
+    # DQN, Zoo set, 50k budget, eval every 5k. DQN on CartPole reaches 500 and then collapses
+    # for stretches (this set makes 128 gradient steps per 256 env steps), so the test asks
+    # whether it solves the task at some evaluation, not at the last step. Seeds 1-20: 19/20
+    # at 10k-50k (median 33k); seed 9 peaked at 428 and ended at 91.5. Five seeds, three needed.
+    pytest.param("dqn_cartpole", 475, (1, 2, 3, 4, 5), 3, id="dqn"),
+    # Double + dueling + prioritized + 3-step DQN, same set: 10/10 at 5k-26k (median 13k).
+    pytest.param("rainbow_lite_cartpole", 475, SEEDS, 2, id="rainbow_lite"),
+    # A2C, Zoo set, 200k budget: 10/10 at 10k-50k (median 20k).
+    pytest.param("a2c_cartpole", 475, SEEDS, 2, id="a2c"),
+    # PPO with the adaptive KL penalty: 10/10 at 10k-113k (median 26k).
+    pytest.param("ppo_kl_cartpole", 475, SEEDS, 2, id="ppo_kl"),
+    # TRPO: 10/10 at 16k-66k (median 49k).
+    pytest.param("trpo_cartpole", 475, SEEDS, 2, id="trpo"),
+    # REINFORCE with a baseline, 300k budget, target 400: 10/10 at 37k-78k (median 53k).
+    pytest.param("reinforce_cartpole", 400, SEEDS, 2, id="reinforce"),
 ]
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg"])
-def test_continuous_offpolicy_pendulum_better_than_minus_250_within_10k(tmp_path, algo):
-    result = run(tmp_path, [f"algo={algo}", *SMALL_PENDULUM])
-    assert result.eval_mean_return > -250, result
+@pytest.mark.parametrize("case,threshold,seeds,need", CARTPOLE_CASES)
+def test_cartpole_solved_within_budget(pool, case, threshold, seeds, need):
+    check(train_seeds(pool, case, seeds), threshold, need)
+
+
+# 64x64 networks and 10k steps keep these fast (the tuned full-size sets run in test-slow);
+# final deterministic evaluation over 10 episodes. Measured final returns (min/median/max):
+# SAC seeds 1-10 -134.6/-121.4/-118.1; DDPG seeds 1-10 -138.9/-127.4/-120.9; TD3 seeds 1-20
+# 18 in -230..-124 and one at -370.8 (seed 4), hence -300 with a majority of three seeds.
+PENDULUM_CASES = [
+    pytest.param("sac_pendulum_small", id="sac"),
+    pytest.param("td3_pendulum_small", id="td3"),
+    pytest.param("ddpg_pendulum_small", id="ddpg"),
+]
+
+
+@pytest.mark.parametrize("case", PENDULUM_CASES)
+def test_continuous_offpolicy_pendulum_within_10k(pool, case):
+    check(train_seeds(pool, case), -300)
+
+
+SLOW_CASES = [
+    pytest.param("ppo_pendulum", -400, id="ppo_pendulum_200k"),
+    pytest.param("sac_pendulum_tuned", -250, id="sac_pendulum_20k"),
+    pytest.param("td3_pendulum_tuned", -250, id="td3_pendulum_20k"),
+    pytest.param("ddpg_pendulum_tuned", -250, id="ddpg_pendulum_20k"),
+    # Recurrent PPO on CartPole without velocities: only memory can solve it.
+    pytest.param("ppo_gru_cartpole_masked", 400, id="ppo_gru_masked_500k"),
+    pytest.param("a3c_cartpole", 475, id="a3c_2_workers_500k"),
+]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg"])
-def test_tuned_offpolicy_pendulum_within_20k(tmp_path, algo):
-    result = run(tmp_path, [f"algo={algo}", "env=pendulum", "seed=1", "total_timesteps=20000"])
-    assert result.eval_mean_return > -250, result
-
-
-# The policy-gradient family on CartPole-v1 with their tuned sets: evaluate every 10k steps and
-# stop once the mean of 10 deterministic episodes reaches the threshold.
-@pytest.mark.parametrize(
-    "algo,budget,threshold",
-    [
-        ("a2c", 200_000, 475),
-        ("ppo_kl", 200_000, 475),
-        ("trpo", 200_000, 475),
-        ("reinforce", 300_000, 400),
-    ],
-)
-def test_policy_gradient_family_reaches_threshold_on_cartpole(tmp_path, algo, budget, threshold):
-    result = run(
-        tmp_path,
-        [
-            f"algo={algo}",
-            "env=cartpole",
-            "seed=1",
-            f"total_timesteps={budget}",
-            "eval.every=10000",
-            "eval.early_stop=true",
-            f"eval.target_return={threshold}",
-        ],
-    )
-    assert result.eval_mean_return >= threshold, result
-    assert result.global_step <= budget + 8192
-
-
-@pytest.mark.slow
-def test_recurrent_ppo_solves_masked_velocity_cartpole_within_500k(tmp_path):
-    result = run(
-        tmp_path,
-        [
-            "algo=ppo_gru",
-            "env=cartpole_masked",
-            "seed=1",
-            "total_timesteps=500000",
-            "eval.every=10000",
-            "eval.early_stop=true",
-            "eval.target_return=400",
-        ],
-    )
-    assert result.eval_mean_return >= 400, result
-
-
-@pytest.mark.slow
-def test_a3c_two_workers_solves_cartpole_within_500k(tmp_path):
-    result = run(
-        tmp_path,
-        [
-            "algo=a3c",
-            "algo.num_workers=2",
-            "env=cartpole",
-            "seed=1",
-            "total_timesteps=500000",
-            "eval.every=10000",
-            "eval.early_stop=true",
-            "eval.target_return=475",
-            "hardware.torch_threads=1",
-        ],
-    )
-    assert result.eval_mean_return >= 475, result
+@pytest.mark.parametrize("case,threshold", SLOW_CASES)
+def test_slow_learning(pool, case, threshold):
+    check(train_seeds(pool, case), threshold)

@@ -81,7 +81,7 @@ class PPOConfig(OnPolicyConfig):
     recurrent (GRU / LSTM) policy trained on whole sequences."""
 
     name: str = "ppo"  # implementation key in drlcli.registry
-    minibatch_size: int = 256  # samples per gradient step (recurrent: a multiple of num_steps)
+    minibatch_size: int = 256  # samples per step; divides the rollout (recurrent: k x num_steps)
     update_epochs: int = 10  # passes over the rollout per update
     loss: str = "clip"  # clip | kl_penalty
     clip_coef: float = 0.2  # policy ratio clip (epsilon in the paper)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -24,6 +24,34 @@ from drlcli.errors import DrlError
 DistParams = Any
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+_T = TypeVar("_T")
+
+
+def snapshot(value: _T) -> _T:
+    """An independent copy of ``value``: every tensor in it becomes ``detach().clone()``.
+
+    Tensors nested in tuples (named ones too), lists and dicts are copied with the same shape,
+    dtype and device; other leaves (numbers, strings, None) are returned as they are; a module
+    state dict keeps its ``_metadata``. Use it for everything kept to compare against or to
+    restore later (issue #14): an old policy's ``DistParams`` -- logits (B, n), or (mean (B, d),
+    log_std (d,)) -- and state dicts, whose tensors torch shares with the live parameters and
+    optimizer moments. An uncopied Gaussian "old" policy held the live ``log_std`` Parameter,
+    moved with every optimizer step, and its KL missed every change of std. Raises nothing.
+    """
+    out: Any = value
+    if isinstance(value, torch.Tensor):
+        out = value.detach().clone()
+    elif isinstance(value, tuple):
+        items = [snapshot(v) for v in value]
+        out = type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    elif isinstance(value, list):
+        out = [snapshot(v) for v in value]
+    elif isinstance(value, dict):
+        out = type(value)((k, snapshot(v)) for k, v in value.items())
+        if hasattr(value, "_metadata"):  # a module state dict's version info
+            out._metadata = snapshot(value._metadata)
+    return out
 
 
 def activation_cls(name: str) -> type[nn.Module]:
@@ -370,6 +398,18 @@ class GaussianHead:
         return (s1 - s0 + (var0 + (m0 - m1).pow(2)) / (2 * var1) - 0.5).sum(-1)
 
 
+def live_or_copy(log_std: torch.Tensor) -> torch.Tensor:
+    """The state-independent log std (d,) to hand out beside a Gaussian's means.
+
+    While autograd records, the live Parameter (a loss needs its gradient); otherwise a copy,
+    shape (d,): what is computed without gradients is what gets kept as an "old" policy, and it
+    must not move with the next optimizer step (issue #14: an aliased old policy reported a KL
+    of 0.0 for a +0.5 shift of log std, 0.368 being right). The copy costs ~1 us per call.
+    Raises nothing.
+    """
+    return log_std if torch.is_grad_enabled() else log_std.clone()
+
+
 def is_image(space: gym.Space) -> bool:
     """3-D Box observations (C, H, W) or (H, W, C): frames, e.g. Atari after preprocessing."""
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
@@ -509,7 +549,7 @@ class ActorCritic(nn.Module):
         return obs.reshape(obs.shape[0], -1) if obs.dim() > 2 else obs
 
     def _params(self, out: torch.Tensor) -> DistParams:
-        return (out, self.log_std) if self.continuous else out
+        return (out, live_or_copy(self.log_std)) if self.continuous else out
 
     def dist_and_value(self, obs: torch.Tensor) -> tuple[DistParams, torch.Tensor]:
         """Policy parameters and state value (B,) in one pass."""
@@ -601,7 +641,7 @@ class RecurrentActorCritic(nn.Module):
 
     def _outputs(self, h: torch.Tensor) -> tuple[DistParams, torch.Tensor]:
         logits = self.actor_out(h)
-        params = (logits, self.log_std) if self.continuous else logits
+        params = (logits, live_or_copy(self.log_std)) if self.continuous else logits
         return params, self.critic_out(h).squeeze(-1)
 
     @staticmethod

@@ -54,6 +54,8 @@ CASES: dict[str, list[str]] = {
     "ddpg_pendulum_small": ["algo=ddpg", *SMALL_PENDULUM],
     # Slow tier (`make test-slow`): the tuned full-size sets and longer budgets.
     "ppo_pendulum": ["algo=ppo", "env=pendulum", "total_timesteps=200000"],
+    "trpo_pendulum": ["algo=trpo", "env=pendulum", "total_timesteps=200000"],
+    "ppo_kl_pendulum": ["algo=ppo_kl", "env=pendulum", "total_timesteps=200000"],
     "sac_pendulum_tuned": ["algo=sac", "env=pendulum", "total_timesteps=20000"],
     "td3_pendulum_tuned": ["algo=td3", "env=pendulum", "total_timesteps=20000"],
     "ddpg_pendulum_tuned": ["algo=ddpg", "env=pendulum", "total_timesteps=20000"],

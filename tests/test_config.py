@@ -104,6 +104,11 @@ BAD_INPUTS = [
     (["env.id=CartPol-v1"], r"Unknown environment id 'CartPol-v1'.*Did you mean 'CartPole-v1'"),
     (["env.num_envs=0"], r"env.num_envs must be >= 1"),
     (["algo.minibatch_size=100000"], r"minibatch_size=100000 must be between 1 and the rollout"),
+    (
+        ["algo.minibatch_size=100"],
+        r"minibatch_size=100 does not divide the rollout num_steps x num_envs = 32 x 8 = 256, so "
+        r"56 samples .* never be trained on; use a divisor \(e.g. algo.minibatch_size=128\)",
+    ),
     (["algo.learning_rate=-0.1"], r"learning_rate must be > 0"),
     (["total_timesteps=0"], r"total_timesteps must be >= 1"),
     (

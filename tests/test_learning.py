@@ -88,8 +88,15 @@ def test_continuous_offpolicy_pendulum_within_10k(pool, case):
     check(train_seeds(pool, case), -300)
 
 
+# `make test-slow`: longer budgets and full-size nets, seeds 1-3 as above. Their thresholds come
+# from single-seed runs (README results) plus, where quoted, the three seeds; a 10-seed spread
+# of these did not fit the 2-core budget yet.
 SLOW_CASES = [
     pytest.param("ppo_pendulum", -400, id="ppo_pendulum_200k"),
+    # Gaussian trust regions (issue #14), tuned sets; seeds 1-3 with benchmarks/
+    # pendulum_gaussian.py: TRPO -169.5 / -143.2 / -156.6, PPO-KL -157.5 / -143.2 / -157.3.
+    pytest.param("trpo_pendulum", -400, id="trpo_pendulum_200k"),
+    pytest.param("ppo_kl_pendulum", -400, id="ppo_kl_pendulum_200k"),
     pytest.param("sac_pendulum_tuned", -250, id="sac_pendulum_20k"),
     pytest.param("td3_pendulum_tuned", -250, id="td3_pendulum_20k"),
     pytest.param("ddpg_pendulum_tuned", -250, id="ddpg_pendulum_20k"),

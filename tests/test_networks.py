@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -149,3 +151,84 @@ def test_stacked_mlp_fused_input_gradient():
     q1, q2 = net(x)
     (g_ref,) = torch.autograd.grad((q1 * 2 + q2).sum(), x)
     torch.testing.assert_close(g_fused, g_ref, atol=1e-6, rtol=1e-5)
+
+
+# --- snapshots (issue #14) ---------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["stacked", "separate", "shared"])
+def test_old_gaussian_policy_does_not_move_with_log_std(layout):
+    """The issue's minimal repro: an "old" policy taken under no_grad, then log_std moved in
+    place. The old policy held the live Parameter, so the KL came out 0.0; a +0.5 shift of the
+    log std costs 0.5 + e^-1 / 2 - 0.5 per dimension, e^-1 = 0.368 for two."""
+    torch.manual_seed(0)
+    box2 = gym.spaces.Box(-1, 1, (2,))
+    policy = ActorCritic(gym.spaces.Box(-1, 1, (3,)), box2, [8], layout=layout)
+    obs = torch.randn(5, 3)
+    with torch.no_grad():
+        old = policy.dist(obs)
+        policy.log_std.add_(0.5)
+    with torch.no_grad():
+        kl = policy.head.kl(old, policy.dist(obs))
+    torch.testing.assert_close(kl, torch.full((5,), math.exp(-1.0)), rtol=1e-6, atol=0)
+    assert abs(float(kl.mean()) - 0.368) < 1e-3
+    # While autograd records, dist() hands out the live Parameter: losses need its gradient.
+    assert policy.dist(obs)[1] is policy.log_std
+
+
+def test_recurrent_old_gaussian_policy_does_not_move_with_log_std():
+    from drlcli.networks import RecurrentActorCritic
+
+    torch.manual_seed(0)
+    net = RecurrentActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (2,)), [8])
+    obs, starts = torch.randn(4, 2, 3), torch.zeros(4, 2, dtype=torch.bool)
+    with torch.no_grad():
+        old, _ = net.unroll(obs, net.initial_state(2), starts)
+        net.log_std.add_(0.5)
+        new, _ = net.unroll(obs, net.initial_state(2), starts)
+    assert float(net.head.kl(old, new).mean()) == pytest.approx(math.exp(-1.0), rel=1e-5)
+
+
+def test_snapshot_copies_every_tensor_and_keeps_the_structure():
+    from collections import OrderedDict, namedtuple
+
+    from drlcli.networks import snapshot
+
+    pair = namedtuple("pair", "a b")
+    live = torch.nn.Parameter(torch.zeros(3))
+    state = OrderedDict(w=live, opt={"m": [live, 2.0], "step": torch.tensor(1.0)}, name="x")
+    state._metadata = {"": {"version": 1}}  # type: ignore[attr-defined]
+    value = (torch.ones(2), live)
+    nested = pair(a=value, b=None)
+    copied = snapshot({"state": state, "dist": value, "nested": nested})
+    with torch.no_grad():
+        live.add_(1.0)
+    assert isinstance(copied["state"], OrderedDict) and copied["state"]._metadata == state._metadata
+    assert type(copied["nested"]) is pair and copied["nested"].b is None
+    for t in (copied["state"]["w"], copied["state"]["opt"]["m"][0], copied["dist"][1]):
+        assert not t.requires_grad and torch.equal(t, torch.zeros(3))
+    assert copied["state"]["opt"]["m"][1] == 2.0 and copied["state"]["name"] == "x"
+    assert copied["dist"][1].data_ptr() != live.data_ptr()
+
+
+def test_deepcopy_of_a_flat_params_module_is_independent():
+    """FlatParams turns parameters into views of one flat tensor; a deepcopy (e.g. a target
+    network, or a test's copy of the pre-update policy) must own its storage and still run
+    through its own parameters (the plain lists StackedMLP and MLP keep for speed)."""
+    import copy
+
+    from drlcli.networks import FlatParams
+
+    torch.manual_seed(0)
+    policy = ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (2,)), [8])
+    flat = FlatParams(list(policy.parameters()))
+    twin = copy.deepcopy(policy)
+    storage = flat.param.untyped_storage().data_ptr()
+    assert all(p.untyped_storage().data_ptr() != storage for p in twin.parameters())
+    own = [p for wb in zip(twin.nets.weights, twin.nets.biases) for p in wb]
+    assert all(a is b for a, b in zip(twin.nets._params, own, strict=True))
+    obs = torch.randn(4, 3)
+    with torch.no_grad():
+        before = twin.dist_and_value(obs)
+        flat.param.add_(0.1)  # an optimizer step on the original
+        after = twin.dist_and_value(obs)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+    assert not torch.equal(policy.log_std, twin.log_std)

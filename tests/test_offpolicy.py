@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import gymnasium as gym
@@ -284,3 +285,80 @@ def test_frame_replay_is_uint8_and_stored_once_and_oversized_buffers_are_refused
     monkeypatch.setattr(offpolicy, "physical_memory", lambda: 2**30)
     with pytest.raises(DrlError, match=r"algo.buffer_size=100,000 needs 2.6 GiB .* 1.0 GiB"):
         DQN(DQNConfig(buffer_size=100_000), info, torch.device("cpu"))
+
+
+# --- snapshots (issue #14) ---------------------------------------------------------------
+def _targets(agent):
+    from drlcli.algos.dqn import DQN
+    from drlcli.algos.sac import SAC
+
+    if isinstance(agent, DQN):
+        return [(agent.q, agent.q_target)]
+    if isinstance(agent, SAC):
+        return [(agent.critics, agent.critics_target)]
+    return [(agent.actor, agent.actor_target), (agent.critics, agent.critics_target)]
+
+
+def _storages(module):
+    return {p.untyped_storage().data_ptr() for p in module.parameters()}
+
+
+@pytest.mark.parametrize("name", ["dqn", "sac", "td3"])
+def test_target_networks_and_state_dicts_share_no_storage_with_live_tensors(name):
+    """Targets are copies at construction and after a checkpoint round trip; a state dict is a
+    snapshot; two learners loaded from one state dict share no optimizer moments."""
+    from drlcli.algos.base import EnvInfo
+    from drlcli.algos.dqn import DQN
+    from drlcli.algos.sac import SAC
+    from drlcli.algos.td3 import TD3
+    from drlcli.config import DQNConfig, SACConfig, TD3Config
+
+    torch.manual_seed(0)
+    obs = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    cls, cfg, space = {
+        "dqn": (DQN, DQNConfig, gym.spaces.Discrete(2)),
+        "sac": (SAC, SACConfig, gym.spaces.Box(-1.0, 1.0, (2,), np.float32)),
+        "td3": (TD3, TD3Config, gym.spaces.Box(-1.0, 1.0, (2,), np.float32)),
+    }[name]
+
+    def make():
+        c = cfg(hidden_sizes=[8], buffer_size=64, batch_size=8, learning_starts=0)
+        return cls(c, EnvInfo(obs, space, 1), torch.device("cpu"))
+
+    agent = make()
+    rng = np.random.default_rng(0)
+    for _ in range(16):
+        action = agent.explore(rng.normal(size=(1, 3)).astype(np.float32), True)[1]
+        reward = np.zeros(1, np.float32)
+        flags = np.zeros(1, bool)
+        o, o2 = rng.normal(size=(1, 3)), rng.normal(size=(1, 3))
+        agent.replay.add(o, action, reward, o2, flags, flags)
+    agent.env_steps = 16
+    agent.learn(2)
+    for online, target in _targets(agent):
+        assert not _storages(online) & _storages(target)
+    state = agent.state_dict()
+    frozen = copy.deepcopy({k: v for k, v in state.items() if k != "offpolicy"})
+    other = make()
+    other.load_state_dict(state)
+    for online, target in _targets(other):
+        assert not _storages(online) & _storages(target)
+    opt_name = next(n for n in agent.stateful if n.endswith("opt") or n == "optimizer")
+    other_moments = copy.deepcopy(getattr(other, opt_name).state_dict())
+    agent.learn(2)  # moves agent's networks, targets and moments in place
+    _assert_same({k: v for k, v in state.items() if k != "offpolicy"}, frozen)
+    _assert_same(getattr(other, opt_name).state_dict(), other_moments)
+
+
+def _assert_same(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list | tuple):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path

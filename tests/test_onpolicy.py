@@ -4,6 +4,8 @@ of each method checked for what its paper promises."""
 
 from __future__ import annotations
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -12,11 +14,12 @@ from omegaconf import OmegaConf
 
 from drlcli import cli, registry
 from drlcli.algos.base import EnvInfo
-from drlcli.algos.ppo import adapt_kl_beta
+from drlcli.algos.ppo import adapt_kl_beta, validate_ppo
 from drlcli.algos.reinforce import reward_to_go
 from drlcli.algos.trpo import conjugate_gradient, fisher_vector_product
-from drlcli.config import EnvConfig
+from drlcli.config import EnvConfig, PPOConfig
 from drlcli.envs import VecEnv
+from drlcli.errors import DrlError
 from drlcli.networks import ActorCritic, RecurrentActorCritic
 
 CPU = torch.device("cpu")
@@ -63,7 +66,9 @@ def test_fisher_vector_product_matches_explicit_kl_hessian(action_space):
     obs = torch.randn(16, 3, dtype=torch.float64)
     params = policy.actor_parameters()
     with torch.no_grad():
-        old = policy.dist(obs)
+        # An independent old policy: against the live log std the log-std block of the
+        # Hessian is 0 and a wrong FVP passes (issue #14).
+        old = copy.deepcopy(policy).dist(obs)
     # Explicit Hessian of the mean KL(pi_old || pi_theta) at theta_old, row by row.
     kl = policy.head.kl(old, policy.dist(obs)).mean()
     grads = torch.autograd.grad(kl, params, create_graph=True)
@@ -78,6 +83,9 @@ def test_fisher_vector_product_matches_explicit_kl_hessian(action_space):
     v = torch.randn(flat.numel(), dtype=torch.float64)
     fvp = fisher_vector_product(policy, obs, old, v, damping=0.1)
     torch.testing.assert_close(fvp, hessian @ v + 0.1 * v, rtol=1e-8, atol=1e-10)
+    if policy.continuous:
+        # d^2 KL / d log_std^2 of a diagonal Gaussian is 2 per dimension, whatever the means.
+        torch.testing.assert_close(hessian[-2:, -2:], 2 * torch.eye(2, dtype=torch.float64))
 
 
 def test_adaptive_kl_beta_rule():
@@ -259,4 +267,103 @@ def test_each_method_updates_on_discrete_and_continuous_actions(name, env_id):
     other.load_state_dict(state)
     for k, v in algo.policy.state_dict().items():
         assert torch.equal(v, other.policy.state_dict()[k])
+    env.close()
+
+
+# --- snapshots and minibatches (issue #14) ---------------------------------------------------
+@pytest.mark.parametrize("name", ["ppo", "ppo_kl", "trpo", "a2c", "ppo_gru"])
+def test_old_policy_is_a_copy_not_the_live_parameters(name):
+    """Each method's pi_old (what its trust region / KL penalty compares against) survives an
+    in-place change of every live parameter, log std included."""
+    torch.manual_seed(0)
+    env = make_env("Pendulum-v1", n=2)
+    extra = ["algo.minibatch_size=32"] if name.startswith("ppo") else []
+    algo = build(name, env, "algo.num_steps=16", *extra)
+    algo.collect(env)
+    obs = algo.buffer.flat("obs")
+    if hasattr(algo, "old_dist"):
+        old = algo.old_dist(obs)
+    else:
+        with torch.no_grad():
+            old = algo.policy.dist(obs)
+    kept = [t.clone() for t in old]
+    with torch.no_grad():
+        for p in algo.policy.parameters():
+            p.add_(0.25)
+    for a, b in zip(old, kept):
+        assert torch.equal(a, b)
+    env.close()
+
+
+def test_state_dict_is_a_snapshot_and_loading_shares_no_optimizer_state():
+    """torch's state dicts share storage with the live tensors, and Optimizer.load_state_dict
+    keeps the very moment tensors it is given: two learners loaded from one state (or a state
+    kept to save later) must not move together."""
+    torch.manual_seed(0)
+    env = make_env(n=2)
+    algo = build("ppo", env, "algo.num_steps=16", "algo.minibatch_size=32")
+    algo.collect(env)
+    algo.update(0.0)
+    state = algo.state_dict()
+    frozen = copy.deepcopy(state)
+    other = build("ppo", env, "algo.num_steps=16", "algo.minibatch_size=32")
+    other.load_state_dict(state)
+    other_moments = copy.deepcopy(other.optimizers["optimizer"].state_dict())
+    algo.collect(env)
+    algo.update(0.0)  # moves algo's parameters and Adam moments in place
+    _assert_same(state, frozen)
+    _assert_same(other.optimizers["optimizer"].state_dict(), other_moments)
+    env.close()
+
+
+def _assert_same(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list | tuple):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize(
+    "overrides,num_envs,message",
+    [
+        (
+            {"minibatch_size": 100},
+            3,
+            r"minibatch_size=100 does not divide the rollout .*= 384, so 84 samples .*size=96",
+        ),
+        ({"minibatch_size": 384, "recurrent": True}, 8, r"does not divide .*= 1024.*=512"),
+    ],
+)
+def test_ppo_refuses_a_minibatch_size_that_does_not_divide_the_rollout(
+    overrides, num_envs, message
+):
+    with pytest.raises(DrlError, match=message):
+        validate_ppo(PPOConfig(num_steps=128, **overrides), num_envs)
+    validate_ppo(PPOConfig(num_steps=128, minibatch_size=96), 3)
+
+
+def test_ppo_minibatches_use_every_sample_once_per_epoch():
+    info = EnvInfo(gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Discrete(2), 3)
+    algo = registry.build(algo_cfg("ppo", "algo.num_steps=8", "algo.minibatch_size=12"), info, CPU)
+    seen = torch.cat([idx for idx, _ in algo.minibatches()])
+    assert sorted(seen.tolist()) == list(range(24))
+
+
+def test_trpo_critic_regression_uses_every_sample(monkeypatch):
+    torch.manual_seed(0)
+    env = make_env(n=2)
+    algo = build("trpo", env, "algo.num_steps=10", "algo.critic_minibatch_size=8")
+    algo.collect(env)
+    sizes = []
+    value = algo.policy.value
+    monkeypatch.setattr(algo.policy, "value", lambda obs: sizes.append(len(obs)) or value(obs))
+    algo.update(0.0)
+    assert sizes == [8, 8, 4] * algo.cfg.critic_epochs
     env.close()

@@ -16,7 +16,7 @@ from drlcli.buffers import PrioritizedReplayBuffer, ReplayBuffer
 from drlcli.config import OffPolicyConfig
 from drlcli.envs import VecEnv
 from drlcli.errors import DrlError
-from drlcli.networks import is_image, obs_dim
+from drlcli.networks import is_image, obs_dim, snapshot
 
 
 def physical_memory() -> int | None:
@@ -148,14 +148,17 @@ class OffPolicy(Algorithm):
     stateful: tuple[str, ...] = ()
 
     def state_dict(self) -> dict[str, Any]:
-        state = {name: getattr(self, name).state_dict() for name in self.stateful}
+        # Networks and optimizers copied (their state dicts share storage with the live
+        # tensors); the replay state is built from copies already.
+        state = snapshot({name: getattr(self, name).state_dict() for name in self.stateful})
         state["offpolicy"] = self.replay_state()
         state.update(self.extra_state())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in self.stateful:
-            getattr(self, name).load_state_dict(state[name])
+            # Optimizer.load_state_dict keeps the given moment tensors: give it its own.
+            getattr(self, name).load_state_dict(snapshot(state[name]))
         self.load_replay_state(state["offpolicy"])
         self.load_extra_state(state)
 

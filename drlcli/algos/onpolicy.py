@@ -17,7 +17,7 @@ from drlcli.buffers import RolloutBuffer
 from drlcli.config import OnPolicyConfig
 from drlcli.envs import VecEnv
 from drlcli.errors import DrlError
-from drlcli.networks import ActorCritic
+from drlcli.networks import ActorCritic, snapshot
 from drlcli.returns import gae
 
 
@@ -166,16 +166,20 @@ class OnPolicy(Algorithm):
         pass
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "policy": self.policy.state_dict(),
-            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
-            "lr_scale": self.lr_scale,
-            "extra": self.extra_state(),
-        }
+        # A copy: torch's state dicts share storage with the live parameters and moments.
+        return snapshot(
+            {
+                "policy": self.policy.state_dict(),
+                "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+                "lr_scale": self.lr_scale,
+                "extra": self.extra_state(),
+            }
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
         for key, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][key])
+            # Optimizer.load_state_dict keeps the given moment tensors: give it its own.
+            opt.load_state_dict(snapshot(state["optimizers"][key]))
         self.lr_scale = float(state["lr_scale"])
         self.load_extra_state(state.get("extra", {}))

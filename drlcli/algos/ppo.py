@@ -9,10 +9,14 @@ the paper's two surrogate objectives (r = pi(a|s) / pi_old(a|s)):
   adapted after every update (section 4): d = mean KL reached; beta /= 2 if d < d_targ / 1.5,
   beta *= 2 if d > d_targ * 1.5.
 
-plus vf_coef * E[(V - R)^2] - ent_coef * E[H]. Implementation details follow "The 37
-implementation details of PPO" (Huang et al. 2022): orthogonal init, advantage normalization per
-minibatch, optional value clipping, global grad-norm clip, linear learning-rate annealing,
-approx-KL early stop. ``recurrent=true`` swaps the MLP for a GRU/LSTM policy (ppo_recurrent.py).
+plus vf_coef * E[(V - R)^2] - ent_coef * E[H] (no 1/2 on the squared error: SB3's scale;
+CleanRL's 0.5 * E[...] weighs the same vf_coef half as much). Every epoch uses every sample: a
+minibatch_size that does not divide the rollout is refused (issue #14). Implementation details
+follow "The 37 implementation details of PPO" (Huang et al. 2022): orthogonal init, advantage
+normalization per minibatch, optional value clipping (the max of the clipped and unclipped
+squared errors, as openai/baselines ppo2 and CleanRL; SB3 regresses the clipped prediction
+alone), global grad-norm clip, linear learning-rate annealing, approx-KL early stop.
+``recurrent=true`` swaps the MLP for a GRU/LSTM policy (ppo_recurrent.py).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch.nn.functional as F
 from drlcli.algos.base import EnvInfo
 from drlcli.algos.onpolicy import OnPolicy, common_problems, raise_problems
 from drlcli.config import PPOConfig
-from drlcli.networks import DistParams, FlatParams
+from drlcli.networks import DistParams, FlatParams, snapshot
 from drlcli.returns import explained_variance
 
 
@@ -44,6 +48,17 @@ def validate_ppo(cfg: PPOConfig, num_envs: int) -> None:
             f"{cfg.minibatch_size} must be a multiple of algo.num_steps={cfg.num_steps} "
             f"(e.g. {cfg.num_steps * max(num_envs // 2, 1)})"
         )
+    elif batch % cfg.minibatch_size:
+        # Refused rather than dropped in silence (issue #14): the last batch % minibatch_size
+        # samples of every epoch would never be trained on.
+        unit = cfg.num_steps if cfg.recurrent else 1
+        problems.append(
+            f"algo.minibatch_size={cfg.minibatch_size} does not divide the rollout num_steps x "
+            f"num_envs = {cfg.num_steps} x {num_envs} = {batch}, so {batch % cfg.minibatch_size} "
+            f"samples of every epoch would never be trained on; use a divisor "
+            f"(e.g. algo.minibatch_size={_nearest_divisor(batch, cfg.minibatch_size, unit)}) or "
+            "change algo.num_steps / env.num_envs"
+        )
     if cfg.update_epochs < 1:
         problems.append(f"algo.update_epochs must be >= 1 (got {cfg.update_epochs})")
     if cfg.loss not in ("clip", "kl_penalty"):
@@ -55,6 +70,13 @@ def validate_ppo(cfg: PPOConfig, num_envs: int) -> None:
     if cfg.rnn_type not in ("gru", "lstm"):
         problems.append(f"algo.rnn_type must be gru or lstm (got '{cfg.rnn_type}')")
     raise_problems("PPO", problems)
+
+
+def _nearest_divisor(batch: int, wanted: int, unit: int = 1) -> int:
+    """The divisor of ``batch`` that is a multiple of ``unit`` closest to ``wanted`` (the larger
+    one on a tie)."""
+    options = [d for d in range(unit, batch + 1, unit) if batch % d == 0]
+    return min(options, key=lambda d: (abs(d - wanted), -d))
 
 
 def adapt_kl_beta(beta: float, kl: float, kl_target: float) -> float:
@@ -102,8 +124,10 @@ class PPO(OnPolicy):
         return self.policy.dist_and_value(obs)
 
     def old_dist(self, obs: torch.Tensor) -> DistParams:
+        """pi_old's distribution parameters for ``obs``, copied: they must not move with the
+        live log_std while the epochs train (issue #14)."""
         with torch.no_grad():
-            return self.policy.dist(obs)
+            return snapshot(self.policy.dist(obs))
 
     # --- learning ------------------------------------------------------------------------
     def update(self, progress: float) -> dict[str, float]:

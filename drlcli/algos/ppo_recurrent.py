@@ -22,7 +22,7 @@ from drlcli.algos.base import EnvInfo, to_env_actions
 from drlcli.algos.ppo import PPO
 from drlcli.config import PPOConfig
 from drlcli.envs import VecEnv
-from drlcli.networks import DistParams, RecurrentActorCritic
+from drlcli.networks import DistParams, RecurrentActorCritic, snapshot
 
 
 def select_state(state: torch.Tensor, idx: Any) -> torch.Tensor:
@@ -125,7 +125,7 @@ class RecurrentPPO(PPO):
 
     def old_dist(self, obs: torch.Tensor) -> DistParams:
         with torch.no_grad():
-            return self.forward(obs, None)[0]
+            return snapshot(self.forward(obs, None)[0])  # a copy, see PPO.old_dist
 
     def final_dist(self, b_obs: torch.Tensor) -> DistParams:
         return self.forward(b_obs, None)[0]
@@ -173,5 +173,5 @@ class RecurrentPPO(PPO):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         super().load_extra_state(state)
         if "rnn_state" in state:
-            self.state = state["rnn_state"].to(self.device)
+            self.state = snapshot(state["rnn_state"]).to(self.device)
             self.next_start = state["next_start"].numpy().copy()

@@ -125,12 +125,15 @@ class SAC(OffPolicy):
         for _ in range(gradient_steps):
             b = self.batch(self.replay.sample_index(cfg.batch_size, self.rng))
             a_pi, logp_pi = self.actor.sample(b["obs"])
+            # The temperature of this step's targets and actor loss is the one from before its
+            # own update (Haarnoja et al. 2018, algorithm 1; Stable-Baselines3 SAC.train).
+            alpha = self.log_alpha.detach().exp()
+            alpha_loss = torch.zeros((), device=self.device)
             if self.auto_alpha:
                 alpha_loss = -(self.log_alpha * (logp_pi.detach() + self.target_entropy)).mean()
                 self.alpha_opt.zero_grad(set_to_none=True)
                 alpha_loss.backward()
                 self.alpha_opt.step()
-            alpha = self.log_alpha.detach().exp()
 
             with torch.no_grad():
                 a_next, logp_next = self.actor.sample(b["next_obs"])
@@ -159,19 +162,23 @@ class SAC(OffPolicy):
                         actor_loss.detach(),
                         alpha.squeeze(),
                         -logp_pi.detach().mean(),
+                        alpha_loss.detach(),
                     ]
                 )
             )
         if not stats:
             return {}
         s = torch.stack(stats).mean(0).tolist()
-        return {
+        out = {
             "losses/critic_loss": s[0],
             "losses/actor_loss": s[1],
-            "losses/alpha": s[2],
+            "losses/alpha": s[2],  # the temperature the step's targets and actor loss used
             "losses/entropy": s[3],
             "charts/gradient_steps": float(self.grad_steps),
         }
+        if self.auto_alpha:
+            out["losses/alpha_loss"] = s[4]
+        return out
 
     stateful = ("actor", "critics", "critics_target", "actor_opt", "critic_opt", "alpha_opt")
 

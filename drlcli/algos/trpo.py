@@ -25,7 +25,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from drlcli.algos.base import EnvInfo
 from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import TRPOConfig
-from drlcli.networks import ActorCritic, DistParams
+from drlcli.networks import ActorCritic, DistParams, snapshot
 from drlcli.returns import explained_variance
 
 
@@ -115,7 +115,8 @@ class TRPO(OnPolicy):
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         actor_params = policy.actor_parameters()
         with torch.no_grad():
-            old_dist = policy.dist(obs)
+            # pi_old must be a copy: the step below moves the live log_std (issue #14).
+            old_dist = snapshot(policy.dist(obs))
 
         def surrogate() -> torch.Tensor:
             return (torch.exp(head.log_prob(policy.dist(obs), act) - old_logp) * adv).mean()
@@ -163,7 +164,7 @@ class TRPO(OnPolicy):
         v_losses = []
         for _ in range(cfg.critic_epochs):
             perm = torch.randperm(size, device=self.device)
-            for start in range(0, size - mb + 1, mb):
+            for start in range(0, size, mb):  # every sample; the last minibatch may be smaller
                 idx = perm[start : start + mb]
                 v_loss = (policy.value(obs[idx]) - ret[idx]).pow(2).mean()
                 descend(critic_opt, v_loss, policy.critic_parameters(), cfg.max_grad_norm)

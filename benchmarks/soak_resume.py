@@ -1,6 +1,9 @@
-"""Soak check: many short runs, killed at random (SIGTERM or SIGKILL) and requeued with
-`resume=auto` until they finish. Counts completed runs, kills, and checkpoints lost: a kill
-loses a checkpoint when the newest loadable checkpoint before it is gone or unreadable after.
+"""Soak check: many short runs, killed at random (SIGTERM to the main pid, SIGTERM to the whole
+process group as SLURM and `timeout` send it, or SIGKILL to the group) and requeued with
+`resume=auto` until they finish. Runs cycle through PPO in-process (sync), PPO with env worker
+processes (hardware=workers), PPO with gymnasium's async vector env, and SAC. Counts completed
+runs, signals, non-143 exits after a SIGTERM, and checkpoints lost: a kill loses a checkpoint
+when the newest loadable checkpoint before it is gone or unreadable after.
 Also checks every finished run's step count and that its TensorBoard curve has no duplicated
 or missing steps.
 
@@ -10,6 +13,7 @@ or missing steps.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import subprocess
@@ -40,6 +44,10 @@ JOBS = {
         "eval.episodes=2",
     ],
 }
+JOBS["ppo_workers"] = [*JOBS["ppo"], "hardware=workers", "hardware.num_workers=2"]
+JOBS["ppo_async"] = [*JOBS["ppo"], "hardware.vectorization=async"]
+KINDS = ("ppo", "ppo_workers", "sac", "ppo_async")
+SIGNALS = ("sigterm", "group_sigterm", "group_sigkill")
 COMMON = ["log.progress=none", "hardware.torch_threads=1", "log.every=256"]
 
 
@@ -59,10 +67,10 @@ def main() -> None:
     rng = random.Random(args.seed)
     drl = str(Path(sys.executable).with_name("drl"))
     root = args.out or Path(tempfile.mkdtemp(prefix="drl-soak-"))
-    stats = {"completed": 0, "sigterm": 0, "sigkill": 0, "launches": 0, "lost": 0, "bad_curve": 0}
+    stats = dict.fromkeys(("completed", "launches", *SIGNALS, "lost", "bad_exit", "bad_curve"), 0)
     t0 = time.time()
     for job in range(args.jobs):
-        kind = "ppo" if job % 2 == 0 else "sac"
+        kind = KINDS[job % len(KINDS)]
         run_dir = root / f"{job:02d}_{kind}"
         cmd = [
             drl,
@@ -76,7 +84,11 @@ def main() -> None:
         while True:
             stats["launches"] += 1
             proc = subprocess.Popen(
-                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,  # its own process group, as a batch job has
             )
             deadline = time.time() + rng.uniform(2.0, 9.0)
             while proc.poll() is None and time.time() < deadline:
@@ -89,13 +101,22 @@ def main() -> None:
                 stats["completed"] += 1
                 break
             before = newest_loadable(run_dir)
-            sig = rng.choice([signal.SIGTERM, signal.SIGKILL])
-            proc.send_signal(sig)
+            how = rng.choice(SIGNALS)
+            if how == "sigterm":
+                proc.send_signal(signal.SIGTERM)
+            else:
+                sig = signal.SIGTERM if how == "group_sigterm" else signal.SIGKILL
+                os.killpg(proc.pid, sig)
             proc.wait(timeout=60)
-            stats["sigterm" if sig == signal.SIGTERM else "sigkill"] += 1
+            stats[how] += 1
+            # A SIGTERM ends with the preemption checkpoint and exit 143, never a crash.
+            if how != "group_sigkill" and proc.returncode not in (143, 0):
+                stats["bad_exit"] += 1
+                err = proc.stderr.read() if proc.stderr else ""
+                print(f"job {job}: {how} gave exit {proc.returncode}: {err[-500:]}")
             if newest_loadable(run_dir) < before:
                 stats["lost"] += 1
-                print(f"job {job}: checkpoint at step {before} lost after {sig.name}")
+                print(f"job {job}: checkpoint at step {before} lost after {how}")
         state = ckpt.latest_loadable(run_dir / "checkpoints")
         total = int(JOBS[kind][2].split("=")[1])
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

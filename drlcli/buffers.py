@@ -168,6 +168,20 @@ class ReplayBuffer:
         self.full = self.full or self.pos == 0
         return row
 
+    def mark_stream_break(self) -> None:
+        """End every env's stream at the newest stored row: a restarted env's next observation is
+        no successor of it. Marked as a truncation (never a termination: the true s_{t+1} is
+        kept and bootstrapped from), so n-step sums stop there (issue #16)."""
+        if not len(self):
+            return
+        newest = (self.pos - 1) % self.rows
+        self.truncated[newest] |= ~self.terminated[newest]
+        if self.compact:
+            n = self.num_envs
+            for e in range(n):
+                self.aside[newest * n + e] = self.pending[e].copy()
+            self.pending_done[...] = True
+
     def _add_compact(
         self, row: int, obs: np.ndarray, next_obs: np.ndarray, done: np.ndarray
     ) -> None:

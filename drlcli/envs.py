@@ -173,6 +173,15 @@ def check_env_id(env_id: str) -> None:
     )
 
 
+def make_env_in_worker(cfg: EnvConfig) -> gym.Env:
+    """``make_single_env`` for a worker process: first ignore SIGINT / SIGTERM, which a group
+    signal also delivers there (drlcli.workers.ignore_interrupts; issue #16)."""
+    from drlcli.workers import ignore_interrupts
+
+    ignore_interrupts()
+    return make_single_env(cfg)
+
+
 def make_single_env(cfg: EnvConfig) -> gym.Env:
     """One gymnasium env with the config's kwargs and wrappers."""
     check_env_id(cfg.id)
@@ -278,7 +287,9 @@ class VecEnv:
         self.seed = seed
         self.training = training
         self.gamma = gamma
-        fns = [lambda: make_single_env(cfg) for _ in range(num_envs)]
+        # Async workers are other processes: they leave group signals to this one (#16).
+        env_fn = make_env_in_worker if vectorization == "async" else make_single_env
+        fns = [functools.partial(env_fn, cfg) for _ in range(num_envs)]
         # Build one env up front so id / kwargs / wrapper errors surface here, in this process.
         probe = make_single_env(cfg)
         self.single_observation_space = probe.observation_space

@@ -111,3 +111,20 @@ def polyak_update(target: torch.Tensor, online: torch.Tensor, tau: float) -> Non
             target.copy_(online)
         else:
             target.lerp_(online, tau)
+
+
+def budget_progress(
+    step: float, total_timesteps: float, step0: float = 0.0, progress0: float = 0.0
+) -> float:
+    """Share of the step budget used at ``step``, in [0, 1], the clock of every schedule.
+
+    ``step / total_timesteps`` for a run on its first budget. After a resume at ``step0`` with a
+    changed budget, continue from the progress ``progress0`` reached there and spend the rest
+    linearly over the new remaining budget: ``p0 + (1 - p0) (step - s0) / (total - s0)``, so no
+    schedule jumps at the resume step (issue #16). Units: env steps. Raises nothing.
+    """
+    if step0 == 0.0:
+        return min(step / total_timesteps, 1.0)
+    return min(
+        progress0 + (1.0 - progress0) * (step - step0) / max(total_timesteps - step0, 1.0), 1.0
+    )

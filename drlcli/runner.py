@@ -27,6 +27,7 @@ from drlcli.envs import VecEnv, eval_env_config, evaluate
 from drlcli.errors import DrlError
 from drlcli.logger import Logger, flatten
 from drlcli.networks import is_image
+from drlcli.returns import budget_progress
 
 MAX_EVAL_ENVS = 16
 
@@ -234,12 +235,47 @@ def _restore(
     if not restored:
         # New episodes, from seeds no earlier segment of this run used.
         env.reset(seed=cfg.seed + 7919 * (1 + int(state["step"]) // max(env.num_envs, 1)))
+        algo.stream_break()
     ckpt.set_rng_state(state["rng"])
+    schedule = _continue_schedules(
+        dict(state["schedule"]),
+        int(state["step"]),
+        int(state["config"]["total_timesteps"]),
+        cfg.total_timesteps,
+    )
     logger_line(
         f"drl: resumed from {state['_path']} at step {state['step']}"
         + ("" if restored else " (episodes restarted: no env snapshot)")
+        + (
+            f"; schedules continue from {schedule['progress0']:.1%} of their course over the "
+            f"new budget of {cfg.total_timesteps:,} steps"
+            if schedule.get("progress_step0") == state["step"]
+            else ""
+        )
     )
-    return dict(state["schedule"])
+    return schedule
+
+
+def _anchor(schedule: dict[str, float]) -> tuple[float, float]:
+    return schedule.get("progress_step0", 0.0), schedule.get("progress0", 0.0)
+
+
+def _continue_schedules(
+    schedule: dict[str, float], step: int, saved_budget: int, total_timesteps: int
+) -> dict[str, float]:
+    """On resume: re-anchor the progress mapping when the budget changed (returns.budget_progress;
+    the anchor is kept in the checkpoint's schedule as ``progress_step0`` / ``progress0``). An
+    unchanged budget keeps the mapping: the run stays bit-identical to an uninterrupted one."""
+    budget = int(schedule.get("budget", saved_budget))
+    if budget != total_timesteps and step < total_timesteps:
+        p0 = budget_progress(step, budget, *_anchor(schedule))
+        if step >= budget:
+            # A finished run's clock stands at 1 (learning rate 0, say): continue from the
+            # progress its last update used, which still trained.
+            p0 = schedule.get("last_progress", p0)
+        schedule = {**schedule, "progress_step0": float(step), "progress0": p0}
+    schedule["budget"] = float(total_timesteps)
+    return schedule
 
 
 def _payload(
@@ -253,6 +289,23 @@ def _payload(
         "rng": ckpt.rng_state(),
         "schedule": schedule,
     }
+
+
+def write_result(run_dir: Path, result: RunResult, resumed: bool, already_done: bool) -> None:
+    """Write ``result.json`` without losing an earlier segment's figures (issue #16).
+
+    A resumed run keeps every earlier segment's result under ``segments`` (oldest first); the
+    top level is the latest segment. A requeued job whose run had already finished leaves the
+    file as it is: re-evaluating it is no new training, and its SPS and wall time would be 0.
+    """
+    path = run_dir / "result.json"
+    previous = json.loads(path.read_text()) if resumed and path.is_file() else None
+    if already_done and previous is not None:
+        return
+    data: dict[str, Any] = asdict(result)
+    if previous is not None:
+        data["segments"] = [*previous.pop("segments", []), previous]
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _train_loop(
@@ -292,9 +345,11 @@ def _train_loop(
         "next_eval": cfg.eval.every if cfg.eval.every > 0 else inf,
         "next_ckpt": cfg.checkpoint.every if cfg.checkpoint.every > 0 else inf,
         "next_log": 0,
+        "budget": float(cfg.total_timesteps),
     }
     if resume_state:
         schedule = _restore(cfg, resume_state, algo, env, logger.line)
+        algo.set_budget(cfg.total_timesteps, *_anchor(schedule))
         if already_done:
             logger.line(
                 f"drl: this run already reached step {start_step} (total_timesteps="
@@ -357,10 +412,11 @@ def _train_loop(
     with _Interrupt() as interrupt:
         try:
             while env.global_step < cfg.total_timesteps:
-                progress = env.global_step / cfg.total_timesteps
+                progress = budget_progress(env.global_step, cfg.total_timesteps, *_anchor(schedule))
                 try:
                     algo.collect(env)
                     metrics = algo.update(progress)
+                    schedule["last_progress"] = algo.schedule_progress(progress)
                 except RuntimeError as exc:
                     bad_param = algo.check_finite()
                     text = str(exc).lower()
@@ -446,7 +502,7 @@ def _train_loop(
         solved_at_step=solved_at,
         interrupted_by=interrupt.signal,
     )
-    (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+    write_result(run_dir, result, resumed=resume_state is not None, already_done=already_done)
     logger.close(
         {
             "status": status,

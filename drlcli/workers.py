@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import signal
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -29,6 +30,19 @@ from drlcli.errors import DrlError
 _POLL_S = 0.5
 
 
+def ignore_interrupts() -> None:
+    """In a child process (env worker, A3C learner): ignore SIGINT and SIGTERM.
+
+    SLURM, ``timeout``, job runners and a terminal's Ctrl-C signal the whole process group, not
+    only the main pid (issue #16). A worker that died on the signal took the envs away before the
+    parent could write its preemption checkpoint. The parent alone decides: it checkpoints, then
+    closes its workers (killing one that does not answer), and a worker whose parent is gone
+    sees its pipe close and exits.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _worker(
     conn: Connection,
     make_env: Callable[[], gym.Env],
@@ -38,6 +52,7 @@ def _worker(
     obs_shape: tuple[int, ...],
     num_envs: int,
 ) -> None:
+    ignore_interrupts()
     envs: list[gym.Env] = []
     current = first
     try:
@@ -223,7 +238,7 @@ class WorkerVecEnv:
         for proc in self._procs:
             proc.join(timeout=5)
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()  # SIGTERM is ignored in workers (ignore_interrupts)
                 proc.join(timeout=1)
         for conn in self._conns:
             conn.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import signal
 import subprocess
 import time
@@ -334,3 +336,162 @@ def test_resuming_a_finished_run_logs_nothing_new(tmp_path):
     assert again.global_step == first.global_step
     assert again.eval_mean_return == first.eval_mean_return
     assert scalar_steps(tmp_path, "charts/SPS") == before
+    # The finished run's own figures survive the requeue (issue #16: SPS 0, a 12 s wall time).
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["sps"] == first.sps and saved["wall_time_s"] == first.wall_time_s
+
+
+@pytest.mark.parametrize(
+    "overrides,tag",
+    [
+        (["algo=ppo", "algo.anneal_lr=true"], "charts/learning_rate"),
+        (["algo=a2c", "algo.anneal_lr=true"], "charts/learning_rate"),
+        (
+            ["algo=a3c", "algo.num_workers=2", "algo.anneal_lr=true", "algo.report_every=256"],
+            "charts/learning_rate",
+        ),
+        (
+            [
+                "algo=dqn",
+                "algo.learning_starts=256",
+                "algo.exploration_fraction=1.0",
+                "algo.train_freq=4",
+                "algo.batch_size=32",
+                "env.num_envs=1",
+            ],
+            "charts/epsilon",
+        ),
+    ],
+    ids=["ppo_lr", "a2c_lr", "a3c_lr", "dqn_epsilon"],
+)
+def test_extending_the_budget_on_resume_continues_schedules(tmp_path, overrides, tag):
+    """Issue #16: `resume=RUN total_timesteps=<larger>` made PPO's annealed learning rate jump
+    back up (7.8e-5 -> 3.2e-4) and the eval fall. Every schedule continues from where it was and
+    decays over the new remaining budget: never rises, reaches its end at the new budget."""
+    on_policy = "algo=dqn" not in overrides
+    common = [c for c in COMMON if on_policy or not c.startswith("algo.num_steps")]
+    base = [*common, *overrides, "log.progress=none", "eval.every=0", "checkpoint.every=0"]
+    first = train(to_train_config(cli._compose([*base, "total_timesteps=2048"])), tmp_path)
+    assert first.global_step >= 2048
+    before = scalar_steps(tmp_path, tag)
+    longer = [*base, "total_timesteps=6144", f"resume={tmp_path}"]
+    second = train(to_train_config(cli._compose(longer)), tmp_path)
+    assert second.global_step >= 6144
+    values = scalar_steps(tmp_path, tag)
+    after = [v for s, v in values if s > first.global_step]
+    assert len(after) > 3, values
+    last_before = before[-1][1]
+    # No jump at the resume step, and monotone from there (float32 events: a small tolerance).
+    assert after[0] <= last_before + 1e-6, (last_before, after[:3])
+    assert all(b <= a + 1e-6 for a, b in itertools.pairwise(after)), after
+    # The schedule spends its remaining course over the new budget: it is still decaying after
+    # the resume (a finished run's clock stood at its end; the last update's value carries on).
+    assert after[-1] < after[0] <= last_before
+    # Both segments' results are kept: the first one under "segments".
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["global_step"] == second.global_step and saved["sps"] == second.sps
+    assert [seg["global_step"] for seg in saved["segments"]] == [first.global_step]
+    assert saved["segments"][0]["sps"] == first.sps
+
+
+GROUP_SIGNAL_RUNS = {
+    "sync": [],
+    "workers": ["hardware=workers", "hardware.num_workers=2"],
+    "async": ["hardware.vectorization=async"],
+    "a3c": ["algo=a3c", "algo.num_workers=2", "algo.report_every=256"],
+}
+
+
+@pytest.mark.parametrize(
+    "mode,sig",
+    [(m, signal.SIGTERM) for m in sorted(GROUP_SIGNAL_RUNS)] + [("workers", signal.SIGINT)],
+    ids=[*sorted(GROUP_SIGNAL_RUNS), "workers-ctrl-c"],
+)
+def test_group_signal_checkpoints_and_resumes(drl, clean_env, tmp_path, mode, sig):
+    """Issue #16: SLURM, `timeout`, job runners (and Ctrl-C) signal the whole process group.
+    With env worker processes (workers, async) or A3C learners, the children used to die first
+    and the preemption checkpoint was lost (exit 2, or a BrokenPipeError and exit 1). Now:
+    checkpoint, exit 143 (130 for SIGINT), the resume command, and a resumed run whose curves
+    have no duplicated or missing step."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [drl, "train", *COMMON, *GROUP_SIGNAL_RUNS[mode], f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        env=clean_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a batch job has
+    )
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("step") and int(line.split()[1].split("/")[0]) >= STEPS // 4:
+            os.killpg(proc.pid, sig)  # kill -TERM -- -PGID, or Ctrl-C in a terminal
+            break
+    rest = proc.communicate(timeout=120)[0]
+    output = "".join(lines) + rest
+    assert proc.returncode == 128 + sig, output
+    assert f"drl train resume={run_dir}" in rest and "Traceback" not in output, output
+    stopped_at = final_state(run_dir)["step"]
+    assert STEPS // 4 <= stopped_at < STEPS
+
+    out = subprocess.run(
+        [drl, "train", f"resume={run_dir}"],
+        cwd=tmp_path,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert final_state(run_dir)["step"] >= STEPS
+    tag = "charts/SPS" if mode == "a3c" else "losses/value_loss"
+    steps = [s for s, _ in scalar_steps(run_dir, tag)]
+    assert steps == sorted(set(steps)) and steps[-1] >= STEPS, steps
+    if mode != "a3c":  # one log point per 256-step update, none missing, none twice
+        assert steps == list(range(256, STEPS + 1, 256)), steps
+
+
+@pytest.mark.parametrize(
+    "hardware",
+    [["hardware=workers", "hardware.num_workers=2"], ["hardware.vectorization=async"]],
+    ids=["workers", "async"],
+)
+def test_nstep_returns_never_straddle_a_resume_with_restarted_envs(tmp_path, hardware):
+    """Issue #16: envs in other processes have no snapshot, so a resume restarts their episodes.
+    The last transition before the resume must end its stream (marked truncated: it still
+    bootstraps from its true next state), or rainbow_lite's 3-step returns summed rewards of
+    two episodes and bootstrapped from the restarted one (4 of 8000 transitions did)."""
+    base = [
+        "algo=rainbow_lite",
+        "env=cartpole",
+        "env.num_envs=2",
+        *hardware,
+        "algo.learning_starts=200",
+        "algo.buffer_size=10000",
+        "algo.batch_size=32",
+        "algo.train_freq=4",
+        "algo.gradient_steps=1",
+        "algo.save_replay=true",
+        "eval.every=0",
+        "eval.episodes=1",
+        "checkpoint.every=0",
+        "log.progress=none",
+        "hardware.torch_threads=1",
+    ]
+    train(to_train_config(cli._compose([*base, "total_timesteps=1000"])), tmp_path)
+    resumed = [*base, "total_timesteps=2000", f"resume={tmp_path}"]
+    train(to_train_config(cli._compose(resumed)), tmp_path)
+    replay = final_state(tmp_path)["algo"]["offpolicy"]["replay"]
+    obs, next_obs = replay["obs"].numpy(), replay["next_obs"].numpy()
+    ended = (replay["terminated"] | replay["truncated"]).numpy()
+    rows = obs.shape[0]
+    assert rows * 2 >= 2000 - 8  # nothing wrapped: every stored step is checked
+    # Wherever a stream continues, the next row starts from this row's next observation.
+    cont = ~ended[:-1]
+    assert np.array_equal(next_obs[:-1][cont], obs[1:][cont])
+    # The resume row itself is the one marked: a truncation, not a termination.
+    r = 1000 // 2 - 1
+    assert replay["truncated"][r].all() and not replay["terminated"][r].any()

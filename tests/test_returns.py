@@ -111,3 +111,18 @@ def test_explained_variance():
     y = torch.arange(10.0)
     assert explained_variance(y, y) == pytest.approx(1.0)
     assert explained_variance(torch.full_like(y, y.mean()), y) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_budget_progress_continues_across_a_budget_change():
+    """Issue #16: the schedule clock after a resume with another budget."""
+    from drlcli.returns import budget_progress
+
+    assert budget_progress(2500, 10_000) == 0.25
+    assert budget_progress(12_000, 10_000) == 1.0
+    # Resumed at step 8000 of 10k (p0 = 0.8) with a budget of 20k: no jump, then linear to 1.
+    p0 = budget_progress(8000, 10_000)
+    assert budget_progress(8000, 20_000, 8000, p0) == pytest.approx(p0)
+    assert budget_progress(14_000, 20_000, 8000, p0) == pytest.approx(0.9)
+    assert budget_progress(20_000, 20_000, 8000, p0) == pytest.approx(1.0)
+    # A shorter budget works the same way, never past 1.
+    assert budget_progress(9000, 9000, 8000, p0) == pytest.approx(1.0)

@@ -18,7 +18,6 @@ but is not bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import queue
-import signal
 import time
 import traceback
 from typing import Any
@@ -40,6 +39,8 @@ from drlcli.config import A3CConfig, EnvConfig
 from drlcli.envs import Episode, VecEnv
 from drlcli.errors import DrlError
 from drlcli.networks import ActorCritic
+from drlcli.returns import budget_progress
+from drlcli.workers import ignore_interrupts
 
 
 def validate_a3c(cfg: A3CConfig, num_envs: int, env_cfg: EnvConfig | None = None) -> None:
@@ -90,12 +91,13 @@ def _worker(
     opt_state: list[dict[str, torch.Tensor]],
     counter: Any,
     budget: Any,
+    anchor: Any,
     stop: Any,
     out: Any,
 ) -> None:
-    # The training process handles Ctrl-C / SIGTERM and then stops the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The training process handles Ctrl-C / SIGTERM (also sent here by a group signal) and then
+    # stops the workers.
+    ignore_interrupts()
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -141,7 +143,11 @@ def _worker(
             torch.nn.utils.clip_grad_norm_(local.parameters(), cfg.max_grad_norm)
             if cfg.anneal_lr:
                 for group in optimizer.param_groups:
-                    group["lr"] = cfg.learning_rate * max(1.0 - step / budget.value, 0.0)
+                    # The progress at this rollout's start, as the other on-policy methods.
+                    start = step - buf.size
+                    progress = budget_progress(start, budget.value, anchor[0], anchor[1])
+                    group["lr"] = cfg.learning_rate * (1.0 - progress)
+                    anchor[2] = progress  # the latest progress a learner annealed to
             for lp, sp in zip(local.parameters(), shared_model.parameters()):
                 sp.grad = lp.grad  # 4. lock-free update of the shared model
             optimizer.step()
@@ -151,6 +157,7 @@ def _worker(
                 ("entropy", entropy),
             ):
                 sums[key] = sums.get(key, 0.0) + float(val.detach())
+            sums["learning_rate"] = sums.get("learning_rate", 0.0) + optimizer.param_groups[0]["lr"]
             updates += 1
             episodes = env.drain_episodes()
             now = time.monotonic()
@@ -190,6 +197,8 @@ class A3C(Algorithm):
         self._ctx = ctx
         self.counter = ctx.Value("q", 0)
         self.budget = ctx.Value("q", 2**62)
+        # budget_progress's (step0, progress0), then the progress the learners last used
+        self.anchor = ctx.Array("d", [0.0, 0.0, 0.0])
         self.stop = ctx.Event()
         self.out: Any = ctx.Queue()
         self.procs: list[Any] = []
@@ -199,8 +208,9 @@ class A3C(Algorithm):
         self.done: set[int] = set()
 
     # --- runner hooks ------------------------------------------------------------------
-    def set_budget(self, total_timesteps: int) -> None:
+    def set_budget(self, total_timesteps: int, step0: float = 0.0, progress0: float = 0.0) -> None:
         self.budget.value = int(total_timesteps)
+        self.anchor[0], self.anchor[1] = step0, progress0
 
     def _start(self, env: VecEnv) -> None:
         validate_a3c(self.cfg, env.num_envs, env.cfg)
@@ -224,6 +234,7 @@ class A3C(Algorithm):
                     opt_state,
                     self.counter,
                     self.budget,
+                    self.anchor,
                     self.stop,
                     self.out,
                 ),
@@ -266,7 +277,13 @@ class A3C(Algorithm):
             if reached or len(self.done) == len(self.procs):
                 break
         env.global_step = max(env.global_step, int(self.counter.value))
-        self.metrics = {f"losses/{k}": float(np.mean(v)) for k, v in sums.items()}
+        self.metrics = {
+            ("charts/" if k == "learning_rate" else "losses/") + k: float(np.mean(v))
+            for k, v in sums.items()
+        }
+
+    def schedule_progress(self, progress: float) -> float:
+        return float(self.anchor[2]) if self.cfg.anneal_lr else progress
 
     def update(self, progress: float) -> dict[str, float]:
         out = dict(self.metrics)
@@ -306,6 +323,6 @@ class A3C(Algorithm):
         for proc in self.procs:
             proc.join(timeout=max(deadline - time.monotonic(), 0.1))
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()  # SIGTERM is ignored in the workers
                 proc.join(timeout=1)
         self.procs = []

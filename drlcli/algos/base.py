@@ -57,8 +57,22 @@ class Algorithm(ABC):
     def modules(self) -> dict[str, torch.nn.Module]:
         return {}
 
-    def set_budget(self, total_timesteps: int) -> None:  # noqa: B027 (optional hook)
-        """The run's step budget, before the first collect (A3C's workers stop at it)."""
+    def set_budget(  # noqa: B027 (optional hook)
+        self, total_timesteps: int, step0: float = 0.0, progress0: float = 0.0
+    ) -> None:
+        """The run's step budget, before the first collect (A3C's workers stop at it), and on a
+        resume with a changed budget the progress anchor (returns.budget_progress)."""
+
+    def schedule_progress(self, progress: float) -> float:
+        """The budget progress (returns.budget_progress) this learner's schedules last used,
+        given the ``progress`` the runner passed to the latest ``update``. A resume that extends
+        a finished run continues the schedules from it (#16). A3C's learners keep their own."""
+        return progress
+
+    def stream_break(self) -> None:  # noqa: B027 (optional hook)
+        """The envs restarted (a resume without an env snapshot: workers, async): what was
+        collected before and what comes next are not one trajectory. Multi-step targets, carried
+        recurrent states and episode bookkeeping must treat it as an episode boundary (#16)."""
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release processes or other resources; called once the run ends, however it ends."""

@@ -124,6 +124,13 @@ class OffPolicy(Algorithm):
             self.on_step(result.terminated | result.truncated)
         self.env_steps = env.global_step
 
+    def stream_break(self) -> None:
+        """The newest stored step ends its trajectory as a truncation: it still bootstraps from
+        its own next observation, and no n-step return sums across the break (issue #16)."""
+        replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
+        replay.mark_stream_break()
+        self.on_step(np.ones(self.env_info.num_envs, dtype=bool))
+
     def on_step(self, done: np.ndarray) -> None:
         """Hook after every vector step (e.g. to reset exploration noise of finished envs)."""
 

@@ -140,6 +140,10 @@ class RecurrentPPO(PPO):
                 out["charts/action_std"] = float(self.policy.log_std.exp().mean())
         return out
 
+    def stream_break(self) -> None:
+        """Restarted envs begin new episodes: the carried state must not run on into them."""
+        self.next_start[:] = True
+
     # --- evaluation: a state per eval env ------------------------------------------------
     def reset_predict_state(self, num_envs: int) -> None:
         self._eval_state = self.policy.initial_state(num_envs, self.device)

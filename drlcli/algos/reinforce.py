@@ -156,6 +156,10 @@ class Reinforce(OnPolicy):
             out["charts/action_std"] = float(policy.log_std.detach().exp().mean())
         return out
 
+    def stream_break(self) -> None:
+        """Restarted envs begin new episodes, all under the current policy."""
+        self.on_policy[:] = True
+
     def extra_state(self) -> dict[str, Any]:
         return {"on_policy": torch.from_numpy(self.on_policy.copy())}
 

@@ -286,7 +286,7 @@ def preflight(cfg: Any) -> None:
             "`drl train env=gym env.id=MountainCar-v0`)."
         ) from exc
     validate(tc)
-    check_env_id(tc.env.id)
+    check_env_id(tc.env.id, tc.env.imports)
     resolve_device(tc.hardware.device)
     resolve_workers(tc.hardware, tc.env.num_envs)
     check_threads(tc.hardware)

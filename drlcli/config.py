@@ -25,7 +25,8 @@ class WrapperSpec:
 
 @dataclass
 class EnvConfig:
-    id: str = MISSING  # gymnasium id, e.g. CartPole-v1
+    id: str = MISSING  # gymnasium id, e.g. CartPole-v1, or module:Id (imports module first)
+    imports: list[str] = field(default_factory=list)  # modules imported first (register envs)
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     num_envs: int = 8  # parallel copies in the vector env
     max_episode_steps: int | None = None  # override the registered time limit

@@ -16,8 +16,14 @@ from __future__ import annotations
 import copyreg
 import dataclasses
 import functools
+import importlib
+import os
 import pickle
+import sys
+import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import gymnasium as gym
@@ -134,8 +140,6 @@ def resolve_wrapper(name: str) -> Any:
     """drlcli's own wrappers by name, gymnasium.wrappers by class name, or 'package.module:Class'
     for a user's wrapper."""
     if ":" in name:
-        import importlib
-
         module_name, _, attr = name.partition(":")
         try:
             return getattr(importlib.import_module(module_name), attr)
@@ -151,6 +155,14 @@ def _suggest_extra(env_id: str) -> str:
     return ""
 
 
+def env_code_failed(what: str, exc: BaseException, tb: TracebackType | None = None) -> DrlError:
+    """A DrlError for an exception raised by env code: ``what`` (naming the env), the exception
+    and the traceback from ``tb`` (default: the whole traceback) on."""
+    tb = tb or exc.__traceback__
+    trace = "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
+    return DrlError(f"{what}: {type(exc).__name__}: {exc}. The env's traceback:\n{trace}")
+
+
 def _missing_dependency(what: str, env_id: str, exc: Exception) -> DrlError:
     extra = _suggest_extra(env_id) or "the package named below"
     return DrlError(
@@ -159,23 +171,100 @@ def _missing_dependency(what: str, env_id: str, exc: Exception) -> DrlError:
     )
 
 
-def check_env_id(env_id: str) -> None:
-    """Fail with a clear message when ``env_id`` is not a registered gymnasium id."""
-    register_optional_envs(env_id)
-    if env_id in gym.registry:
+def _try_import(name: str, where: str) -> ModuleNotFoundError | None:
+    """Import ``name``: None when it worked, the error when ``name`` itself is not found; raises
+    a DrlError when it was found but its code (or one of its own imports) failed."""
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            return exc
+        raise _import_failed(name, where, exc) from exc  # a dependency of the module is missing
+    except Exception as exc:  # SyntaxError, an ImportError, whatever the module's code raised
+        raise _import_failed(name, where, exc) from exc
+    return None
+
+
+def _import_user_module(name: str, where: str) -> None:
+    """Import a module that registers a user's envs, or fail saying whether the module was not
+    found or raised while importing (never that an env id is unknown)."""
+    if name in sys.modules:
         return
+    missing = _try_import(name, where)
+    cwd = os.getcwd()
+    if missing is not None and cwd not in sys.path and "" not in sys.path:
+        # As with `python -m drlcli` or `python script.py`, a module in the working directory
+        # is found (the `drl` console script alone does not put it on sys.path). Appended, so
+        # it never shadows an installed module.
+        sys.path.append(cwd)
+        missing = _try_import(name, where)
+    if missing is not None:
+        raise _not_found(name, where, missing.name or name)
+
+
+def _not_found(name: str, where: str, missing: str) -> DrlError:
+    return DrlError(
+        f"Cannot import the module '{name}' ({where}): there is no module named '{missing}'. "
+        "The module that registers your env must be importable by drl and by its env worker "
+        "processes: install its package (pip install -e .), run drl from the directory that "
+        "holds it, or add that directory to PYTHONPATH."
+    )
+
+
+def _import_failed(name: str, where: str, exc: BaseException) -> DrlError:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    at = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return DrlError(
+        f"Importing the module '{name}' ({where}) failed: {type(exc).__name__}: {exc}{at}. "
+        "The module was found but raised while importing: fix it or install what it imports."
+    )
+
+
+def import_env_modules(env_id: str, imports: Sequence[str] = ()) -> None:
+    """Import what registers the env: every module in ``env.imports``, then the ``module`` of an
+    id written ``module:Id`` (what ``gymnasium.make`` does with such an id). Called wherever envs
+    are made, so it also runs inside env worker and learner processes before their envs."""
+    for name in imports:
+        _import_user_module(name, "env.imports")
+    module, sep, _ = env_id.partition(":")
+    if sep:
+        _import_user_module(module, f"env.id={env_id}")
+
+
+def check_env_id(env_id: str, imports: Sequence[str] = ()) -> None:
+    """Fail with a clear message when ``gymnasium.make(env_id)`` would not find the id, after
+    importing the modules that register envs (``env.imports`` and a ``module:`` prefix)."""
+    import_env_modules(env_id, imports)
+    module, sep, name = env_id.partition(":")
+    registered = name if sep else env_id
+    register_optional_envs(registered)
+    if registered in gym.registry:
+        return
+    ns, base, version = gym.envs.registration.parse_env_id(registered)
+    if version is None and gym.envs.registration.find_highest_version(ns, base) is not None:
+        return  # gymnasium makes the latest version of an unversioned id (with a warning)
+    close = did_you_mean(registered, gym.registry.keys())
+    if sep:
+        raise DrlError(
+            f"Unknown environment id '{env_id}': the module '{module}' was imported but "
+            f"registers no env '{registered}'.{close} Register it in that module (gymnasium."
+            f"register(id='{registered}', entry_point=...)), or fix the id."
+        )
     extra = _suggest_extra(env_id)
     hint = f" It is provided by an optional extra: pip install 'drlcli[{extra}]'." if extra else ""
+    imported = f" (after importing {', '.join(imports)})" if imports else ""
     raise DrlError(
-        f"Unknown environment id '{env_id}': gymnasium has no env registered under that name."
-        f"{did_you_mean(env_id, gym.registry.keys())}{hint} Any id listed by "
-        "`python -c 'import gymnasium; gymnasium.pprint_registry()'` works with env=gym env.id=..."
+        f"Unknown environment id '{env_id}': gymnasium has no env registered under that name"
+        f"{imported}.{close}{hint} Any id listed by "
+        "`python -c 'import gymnasium; gymnasium.pprint_registry()'` works with env=gym env.id=...;"
+        " for your own env, name the module that registers it: env.id=mymodule:MyEnv-v0 or "
+        "env.imports=[mymodule]."
     )
 
 
 def make_single_env(cfg: EnvConfig) -> gym.Env:
     """One gymnasium env with the config's kwargs and wrappers."""
-    check_env_id(cfg.id)
+    check_env_id(cfg.id, cfg.imports)
     kwargs = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
@@ -184,7 +273,13 @@ def make_single_env(cfg: EnvConfig) -> gym.Env:
     except gym.error.DependencyNotInstalled as exc:
         raise _missing_dependency(f"Environment '{cfg.id}'", cfg.id, exc) from exc
     except TypeError as exc:
-        raise DrlError(f"Bad env.kwargs for '{cfg.id}': {exc}") from exc
+        if cfg.kwargs and "keyword argument" in str(exc):
+            raise DrlError(f"Bad env.kwargs for '{cfg.id}': {exc}") from exc
+        raise env_code_failed(f"Making the env '{cfg.id}' raised", exc) from exc
+    except DrlError:
+        raise
+    except Exception as exc:  # the env's constructor (or what it imports) raised
+        raise env_code_failed(f"Making the env '{cfg.id}' raised", exc) from exc
     for spec in cfg.wrappers:
         wrapper_cls = resolve_wrapper(spec.name)
         if wrapper_cls is None:
@@ -278,7 +373,6 @@ class VecEnv:
         self.seed = seed
         self.training = training
         self.gamma = gamma
-        fns = [lambda: make_single_env(cfg) for _ in range(num_envs)]
         # Build one env up front so id / kwargs / wrapper errors surface here, in this process.
         probe = make_single_env(cfg)
         self.single_observation_space = probe.observation_space
@@ -300,6 +394,7 @@ class VecEnv:
             vec_cls = (
                 gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
             )
+            fns = [functools.partial(make_single_env, cfg) for _ in range(num_envs)]
             self.env = vec_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
         obs_shape = self.single_observation_space.shape or ()
         self.obs_shape: tuple[int, ...] = tuple(obs_shape)
@@ -314,6 +409,9 @@ class VecEnv:
         self._is_box = isinstance(space, gym.spaces.Box)
         if isinstance(space, gym.spaces.Box):
             self._low, self._high = space.low, space.high
+        # Algorithms pick indices 0..n-1 (what their networks and buffers hold); a
+        # Discrete(n, start=k) env gets k + index.
+        self._action_start = int(space.start) if isinstance(space, gym.spaces.Discrete) else 0
         self._obs: np.ndarray | None = None
         self._lives = np.zeros(num_envs)
 
@@ -343,6 +441,8 @@ class VecEnv:
     def step(self, actions: np.ndarray) -> StepResult:
         if self._is_box:
             actions = np.clip(actions, self._low, self._high)
+        elif self._action_start:
+            actions = actions + self._action_start
         obs, reward, terminated, truncated, info = self.env.step(actions)
         reward = np.asarray(reward, dtype=np.float64)
         terminated = np.asarray(terminated, dtype=bool)

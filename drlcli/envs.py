@@ -348,6 +348,41 @@ class StepResult:
     final_obs: np.ndarray  # (num_envs, *obs_shape): true last obs where done, else == obs
 
 
+class EnvRaised(DrlError):
+    """An env's own code raised; the message names the env and carries the env's traceback.
+    Constructible from its own instance, as gymnasium's AsyncVectorEnv re-raises it that way."""
+
+    def __init__(self, message: Any):
+        super().__init__(str(message))
+
+
+class _EnvGuard(gym.Wrapper):
+    """In an async worker process: turn an exception of the env's code into an EnvRaised that
+    names the env, because gymnasium hands only the exception's type and text to the parent."""
+
+    def __init__(self, env: gym.Env, name: str):
+        super().__init__(env)
+        self._name = name
+
+    def reset(self, **kwargs: Any) -> Any:
+        try:
+            return self.env.reset(**kwargs)
+        except Exception as exc:
+            tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+            raise EnvRaised(env_code_failed(f"{self._name} raised in reset()", exc, tb)) from None
+
+    def step(self, action: Any) -> Any:
+        try:
+            return self.env.step(action)
+        except Exception as exc:
+            tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+            raise EnvRaised(env_code_failed(f"{self._name} raised in step()", exc, tb)) from None
+
+
+def _make_guarded_env(cfg: EnvConfig, name: str) -> gym.Env:
+    return _EnvGuard(make_single_env(cfg), name)
+
+
 class VecEnv:
     """A gymnasium vector env plus drlcli's bookkeeping. Observations come out as float32."""
 
@@ -390,12 +425,16 @@ class VecEnv:
                 self.single_action_space,
                 cfg.id,
             )
-        else:
-            vec_cls = (
-                gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
-            )
+        elif vectorization == "sync":
             fns = [functools.partial(make_single_env, cfg) for _ in range(num_envs)]
-            self.env = vec_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+            self.env = gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        else:
+            fns = [
+                functools.partial(_make_guarded_env, cfg, self._env_name(i))
+                for i in range(num_envs)
+            ]
+            self.env = gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        self._async = vectorization == "async"
         obs_shape = self.single_observation_space.shape or ()
         self.obs_shape: tuple[int, ...] = tuple(obs_shape)
         self.obs_rms = RunningMeanStd(self.obs_shape)
@@ -429,8 +468,42 @@ class VecEnv:
         return self.normalize_obs(raw)
 
     # --- gymnasium API ---------------------------------------------------------------
+    def _env_name(self, index: int) -> str:
+        return f"Env {index} of {self.cfg.id}" + ("" if self.training else " (evaluation)")
+
+    def _call_env(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``self.env.<method>(...)``, an exception of an env's code turned into a DrlError
+        naming the env, alike for every vectorization: workers and async envs (``_EnvGuard``)
+        name it in their process; in a sync vector env it is found from the traceback. Async:
+        gymnasium's own printing of the error (and its traceback) is kept quiet."""
+        level = gym.logger.min_level
+        if self._async:
+            gym.logger.min_level = gym.logger.ERROR + 1
+        try:
+            return getattr(self.env, method)(*args, **kwargs)
+        except DrlError:
+            raise
+        except Exception as exc:
+            named = self._name_failing_env(exc, method)
+            if named is None:
+                raise
+            raise named from exc
+        finally:
+            gym.logger.min_level = level
+
+    def _name_failing_env(self, exc: Exception, method: str) -> DrlError | None:
+        envs = getattr(self.env, "envs", None) or []
+        tb = exc.__traceback__
+        while tb is not None:
+            owner = tb.tb_frame.f_locals.get("self")
+            for i, sub in enumerate(envs):
+                if owner is sub:  # the outermost frame of env i's own code
+                    return env_code_failed(f"{self._env_name(i)} raised in {method}()", exc, tb)
+            tb = tb.tb_next
+        return None
+
     def reset(self, seed: int | None = None) -> np.ndarray:
-        obs, info = self.env.reset(seed=self.seed if seed is None else seed)
+        obs, info = self._call_env("reset", seed=self.seed if seed is None else seed)
         self._lives = np.asarray(info.get("lives", np.zeros(self.num_envs)))
         self._ep_return[:] = 0
         self._ep_length[:] = 0
@@ -443,7 +516,7 @@ class VecEnv:
             actions = np.clip(actions, self._low, self._high)
         elif self._action_start:
             actions = actions + self._action_start
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+        obs, reward, terminated, truncated, info = self._call_env("step", actions)
         reward = np.asarray(reward, dtype=np.float64)
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)

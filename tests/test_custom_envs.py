@@ -10,11 +10,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from drlcli import cli
-from drlcli.config import to_train_config
-from drlcli.envs import check_env_id
+from drlcli.config import EnvConfig, to_train_config
+from drlcli.envs import VecEnv, check_env_id
 from drlcli.errors import DrlError
 from drlcli.evaluation import run_eval
 from drlcli.runner import train
@@ -210,3 +211,39 @@ def test_every_discrete_algorithm_sends_start_plus_index(tmp_path, algo):
     )
     assert train(cfg, tmp_path).status == "finished"
     assert run_eval(tmp_path, episodes=1).mean_return >= 0.0
+
+
+# --- 7. an env that raises ----------------------------------------------------------------------
+@pytest.mark.parametrize("vectorization", ["sync", "async", "workers"])
+def test_an_env_raising_is_named_alike_under_every_vectorization(vectorization, capfd):
+    cfg = EnvConfig(id=f"{MOD}:DrlFragile-v0", num_envs=4)
+    env = VecEnv(cfg, 4, 0, vectorization, num_workers=2)
+    try:
+        env.reset()
+        with pytest.raises(DrlError) as info:
+            for _ in range(10):
+                env.step(np.zeros(4, dtype=np.int64))
+    finally:
+        env.close()
+    msg = str(info.value)
+    assert f"Env 2 of {MOD}:DrlFragile-v0 raised" in msg
+    assert "RuntimeError: boom: the simulator lost its state" in msg
+    assert "envs_custom.py" in msg and 'raise RuntimeError("boom' in msg  # the env's own code
+    assert "ERROR" not in capfd.readouterr().err  # no second copy printed by gymnasium
+
+
+ASYNC = ["hardware.vectorization=async", "seed=0"]  # env 2 is the one seeded 2
+
+
+def test_an_env_raising_stops_drl_train_with_one_message(drl, clean_env, tmp_path):
+    out = subprocess.run(
+        [drl, "train", *FAST, f"env.id={MOD}:DrlFragile-v0", *ASYNC, f"hydra.run.dir={tmp_path}"],
+        cwd=tmp_path,
+        env=subprocess_env(clean_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.startswith(f"drl: error: Env 2 of {MOD}:DrlFragile-v0 raised in step()")
+    assert "Error executing job" not in out.stderr

@@ -167,7 +167,10 @@ def _worker(
                 sums, updates, last_report = {}, 0, now
         out.put(("done", rank, None, None, counter.value))
     except BaseException as exc:  # surfaced by the training process as a DrlError
-        out.put(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc(), 0))
+        if isinstance(exc, DrlError):  # already says what failed (an env's own traceback)
+            out.put(("error", rank, str(exc), "", 0))
+        else:
+            out.put(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc(), 0))
     finally:
         if env is not None:
             env.close()
@@ -246,7 +249,7 @@ class A3C(Algorithm):
                 kind = None
             if kind == "error":
                 self.close()
-                raise DrlError(f"A3C worker {rank} failed: {a}\n{b.rstrip()}")
+                raise DrlError(f"A3C worker {rank} failed: {a}\n{b}".rstrip())
             if kind == "report":
                 for ret, length in a:
                     env.episodes.append(Episode(ret, length, step))

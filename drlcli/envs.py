@@ -17,6 +17,7 @@ import copyreg
 import dataclasses
 import functools
 import importlib
+import math
 import os
 import pickle
 import sys
@@ -451,6 +452,8 @@ class VecEnv:
         # Algorithms pick indices 0..n-1 (what their networks and buffers hold); a
         # Discrete(n, start=k) env gets k + index.
         self._action_start = int(space.start) if isinstance(space, gym.spaces.Discrete) else 0
+        obs_dtype = self.single_observation_space.dtype
+        self._float_obs = obs_dtype is not None and np.issubdtype(obs_dtype, np.floating)
         self._obs: np.ndarray | None = None
         self._lives = np.zeros(num_envs)
 
@@ -502,12 +505,34 @@ class VecEnv:
             tb = tb.tb_next
         return None
 
+    def _non_finite(self, what: str, values: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Stop at a NaN / inf the env returned (SB3's VecCheckNan), naming env, step, value."""
+        bad = ~np.isfinite(values)
+        if rows is not None:
+            bad &= rows.reshape((-1,) + (1,) * (values.ndim - 1))
+        if not bad.any():
+            return  # a finite batch whose sum overflowed
+        where = np.argwhere(bad)
+        i = int(where[0][0])
+        entry = tuple(int(j) for j in where[0][1:])
+        label = what if not entry else f"{what}[{', '.join(map(str, entry))}]"
+        more = f" (and {len(where) - 1} more non-finite entries)" if len(where) > 1 else ""
+        raise DrlError(
+            f"{self._env_name(i)} returned a non-finite {what} at env step {self.global_step} "
+            f"(step {int(self._ep_length[i])} of its episode): {label} = "
+            f"{values[tuple(where[0])]}{more}. A NaN or infinity from the env itself is a bug "
+            "or an unguarded edge case in the env or a wrapper (a division by zero, an "
+            f"overflow, an invalid state), not a training problem: fix the env's {what}."
+        )
+
     def reset(self, seed: int | None = None) -> np.ndarray:
         obs, info = self._call_env("reset", seed=self.seed if seed is None else seed)
         self._lives = np.asarray(info.get("lives", np.zeros(self.num_envs)))
         self._ep_return[:] = 0
         self._ep_length[:] = 0
         self._disc_return[:] = 0
+        if self._float_obs and not math.isfinite(obs.sum()):
+            self._non_finite("observation", np.asarray(obs))
         self._obs = self._process_obs(obs, update=True)
         return self._obs
 
@@ -521,15 +546,20 @@ class VecEnv:
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
         done = terminated | truncated
+        self.global_step += self.num_envs
+        self._ep_length += 1
+        # One cheap reduction per batch; the exact search only runs when it is not finite.
+        if not math.isfinite(reward.sum()):
+            self._non_finite("reward", reward)
+        if self._float_obs and not math.isfinite(obs.sum()):
+            self._non_finite("observation", np.asarray(obs))
         learner_terminated = terminated
         if self.training and self.cfg.episodic_life and "lives" in info:
             lives = np.asarray(info["lives"])
             # A lost life is terminal for the learner; the game (and its episode) goes on.
             learner_terminated = terminated | ((lives < self._lives) & ~done)
             self._lives = lives
-        self.global_step += self.num_envs
         self._ep_return += reward
-        self._ep_length += 1
 
         raw_final = obs
         if done.any():
@@ -539,6 +569,8 @@ class VecEnv:
                 self.episodes.append(
                     Episode(float(self._ep_return[i]), int(self._ep_length[i]), self.global_step)
                 )
+            if self._float_obs and not math.isfinite(raw_final[done].sum()):
+                self._non_finite("final observation", raw_final, done)
             self._ep_return[done] = 0
             self._ep_length[done] = 0
 

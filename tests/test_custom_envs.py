@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drlcli import checkpoint as ckpt
 from drlcli import cli
 from drlcli.config import EnvConfig, to_train_config
 from drlcli.envs import VecEnv, check_env_id
@@ -211,6 +212,29 @@ def test_every_discrete_algorithm_sends_start_plus_index(tmp_path, algo):
     )
     assert train(cfg, tmp_path).status == "finished"
     assert run_eval(tmp_path, episodes=1).mean_return >= 0.0
+
+
+# --- 4. NaN from the env ----------------------------------------------------------------------
+@pytest.mark.parametrize("what,hardware", [("reward", "sync"), ("observation", "workers")])
+def test_nan_from_the_env_is_named_not_blamed_on_training(tmp_path, what, hardware):
+    hw = ["hardware=workers", "hardware.num_workers=1"] if hardware == "workers" else []
+    cfg = config(
+        f"env.id={MOD}:DrlNanAt-v0",
+        f"+env.kwargs={{what: {what}, at: 250}}",
+        "env.num_envs=1",
+        *hw,
+        *PPO,
+        "algo.minibatch_size=32",
+        "total_timesteps=2048",
+    )
+    with pytest.raises(DrlError) as info:
+        train(cfg, tmp_path)
+    msg = str(info.value)
+    entry = "reward = nan" if what == "reward" else "observation[1] = nan"
+    assert f"Env 0 of {MOD}:DrlNanAt-v0 returned a non-finite {what} at env step 250" in msg
+    assert entry in msg and "(step 50 of its episode)" in msg
+    assert "diverged" not in msg and "normaliz" not in msg and "\n" not in msg
+    assert not ckpt.list_checkpoints(tmp_path / "checkpoints")
 
 
 # --- 7. an env that raises ----------------------------------------------------------------------

@@ -361,13 +361,12 @@ def _train_loop(
                 try:
                     algo.collect(env)
                     metrics = algo.update(progress)
-                except RuntimeError as exc:
+                except (RuntimeError, ValueError) as exc:
+                    # NaN parameters make sampling and distributions raise; anything else is
+                    # not divergence (NaN inputs from the env are stopped in VecEnv.step).
                     bad_param = algo.check_finite()
-                    text = str(exc).lower()
-                    if bad_param or "nan" in text or " inf" in text:
-                        raise diverged(
-                            env.global_step, bad_param or str(exc).splitlines()[0]
-                        ) from exc
+                    if bad_param:
+                        raise diverged(env.global_step, f"parameter {bad_param}") from exc
                     raise
                 step = env.global_step
                 bad = [
@@ -375,8 +374,12 @@ def _train_loop(
                     for k, v in metrics.items()
                     if k.startswith("losses/") and not math.isfinite(v)
                 ]
-                if bad:
-                    raise diverged(step, ", ".join(f"{k}={metrics[k]}" for k in bad))
+                # Only what reached the parameters is divergence: a NaN diagnostic (the
+                # explained variance of one sample or of constant returns) is logged as it is.
+                bad_param = algo.check_finite() if bad else None
+                if bad_param:
+                    losses = ", ".join(f"{k}={metrics[k]}" for k in bad)
+                    raise diverged(step, f"parameter {bad_param} (losses: {losses})")
                 for ep in env.drain_episodes():
                     logger.episode(ep.ret, ep.length, ep.step)
                 if step >= schedule["next_log"]:

@@ -237,6 +237,34 @@ def test_nan_from_the_env_is_named_not_blamed_on_training(tmp_path, what, hardwa
     assert not ckpt.list_checkpoints(tmp_path / "checkpoints")
 
 
+# --- 5. a NaN diagnostic is not divergence -----------------------------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        # explained variance of one sample
+        ["algo=a2c", "env=cartpole", "env.num_envs=1", "algo.num_steps=1"],
+        # explained variance of returns that never vary
+        ["algo=a2c", f"env.id={MOD}:DrlConstant-v0"],
+        ["algo=reinforce", f"env.id={MOD}:DrlConstant-v0", "algo.num_steps=8"],
+    ],
+)
+def test_a_nan_diagnostic_does_not_stop_training(tmp_path, args):
+    result = train(config(*args, "total_timesteps=256"), tmp_path)
+    assert result.status == "finished" and result.global_step >= 256
+
+
+def test_ppo_refuses_to_normalize_a_one_sample_minibatch():
+    with pytest.raises(DrlError, match=r"algo.norm_adv=true normalizes advantages by their std"):
+        config("env=cartpole", "env.num_envs=1", "algo.num_steps=1", "algo.minibatch_size=1")
+    config(
+        "env=cartpole",
+        "env.num_envs=1",
+        "algo.num_steps=1",
+        "algo.minibatch_size=1",
+        "algo.norm_adv=false",
+    )
+
+
 # --- 7. an env that raises ----------------------------------------------------------------------
 @pytest.mark.parametrize("vectorization", ["sync", "async", "workers"])
 def test_an_env_raising_is_named_alike_under_every_vectorization(vectorization, capfd):

@@ -22,7 +22,7 @@ import os
 import pickle
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -31,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from drlcli import interrupts
 from drlcli.config import EnvConfig
 from drlcli.errors import DrlError, did_you_mean
 
@@ -263,6 +264,21 @@ def check_env_id(env_id: str, imports: Sequence[str] = ()) -> None:
     )
 
 
+def has_time_limit(env: gym.Env) -> bool:
+    """Whether something truncates ``env``'s episodes: a TimeLimit (registered
+    max_episode_steps, env.max_episode_steps or a TimeLimit in env.wrappers) or the ALE's own
+    frame limit. An env without one may never end an episode."""
+    if env.spec is not None and env.spec.max_episode_steps is not None:
+        return True
+    inner: Any = env
+    while isinstance(inner, gym.Wrapper):
+        if isinstance(inner, gym.wrappers.TimeLimit):
+            return True
+        inner = inner.env
+    kwargs = env.spec.kwargs if env.spec is not None else {}
+    return bool(kwargs.get("max_num_frames_per_episode"))
+
+
 def make_single_env(cfg: EnvConfig) -> gym.Env:
     """One gymnasium env with the config's kwargs and wrappers."""
     check_env_id(cfg.id, cfg.imports)
@@ -413,6 +429,7 @@ class VecEnv:
         probe = make_single_env(cfg)
         self.single_observation_space = probe.observation_space
         self.single_action_space = probe.action_space
+        self.has_time_limit = has_time_limit(probe)
         probe.close()
         self.env: Any
         if vectorization == "workers":
@@ -679,11 +696,17 @@ def evaluate(
     episodes: int,
     deterministic: bool,
     seed: int,
+    max_episode_steps: int | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[float]:
     """Run exactly ``episodes`` episodes (the first one of each of ``env.num_envs`` envs, in as
     many passes as needed) and return their raw returns. ``policy.predict(obs, deterministic)``
-    maps a float32 batch of observations to actions."""
+    maps a float32 batch of observations to actions. An episode still running after
+    ``max_episode_steps`` steps is cut there (its return so far counts) and ``warn`` says so: an
+    env without a time limit may never end one. Raises ``interrupts.Interrupted`` when a stop
+    request (SIGINT / SIGTERM) outlasts its grace period."""
     returns: list[float] = []
+    cut = 0
     pass_idx = 0
     while len(returns) < episodes:
         want = min(env.num_envs, episodes - len(returns))
@@ -695,14 +718,31 @@ def evaluate(
         ended = getattr(policy, "episodes_ended", None)
         if reset_state is not None:
             reset_state(env.num_envs)
+        t = 0
         while not finished[:want].all():
+            interrupts.check()
             result = env.step(policy.predict(obs, deterministic))
+            t += 1
             if ended is not None:
                 ended(result.terminated | result.truncated)
             obs = result.obs
             ep_returns += np.where(finished, 0.0, result.reward)  # raw: eval never normalizes
             finished |= result.terminated | result.truncated
+            if max_episode_steps is not None and t >= max_episode_steps:
+                cut += int((~finished[:want]).sum())
+                break
         env.drain_episodes()
         returns.extend(float(r) for r in ep_returns[:want])
         pass_idx += 1
+    if cut:
+        (warn or _warn)(
+            f"drl: warning: {cut} of {episodes} evaluation episodes of {env.cfg.id} were cut at "
+            f"eval.max_episode_steps={max_episode_steps} steps (the env had not ended them); "
+            "their returns are partial. Give the env a time limit (env.max_episode_steps) or "
+            "raise eval.max_episode_steps."
+        )
     return returns
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -72,7 +72,7 @@ def run_eval(
     )
     env.load_state_dict(state["env"])  # frozen observation-normalization statistics
     try:
-        returns = evaluate(algo, env, episodes, deterministic, seed)
+        returns = evaluate(algo, env, episodes, deterministic, seed, cfg.eval.max_episode_steps)
     finally:
         env.close()
     report = EvalReport(
@@ -95,7 +95,8 @@ def run_eval(
 def record_episode(
     run_dir: Path, cfg: TrainConfig, state: dict, algo: Algorithm, deterministic: bool, seed: int
 ) -> Path:
-    """Render one evaluation episode to an animated GIF in RUN_DIR/videos/."""
+    """Render one evaluation episode (at most eval.max_episode_steps steps) to an animated GIF
+    in RUN_DIR/videos/."""
     from PIL import Image
 
     env_cfg = eval_env_config(cfg.env)
@@ -108,7 +109,7 @@ def record_episode(
         algo.reset_predict_state(1)
         inner = env.env.envs[0]
         frames.append(inner.render())
-        while True:
+        for _ in range(cfg.eval.max_episode_steps):
             result = env.step(algo.predict(obs, deterministic))
             obs = result.obs
             if result.terminated[0] or result.truncated[0]:

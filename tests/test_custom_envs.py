@@ -7,7 +7,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +214,82 @@ def test_every_discrete_algorithm_sends_start_plus_index(tmp_path, algo):
     )
     assert train(cfg, tmp_path).status == "finished"
     assert run_eval(tmp_path, episodes=1).mean_return >= 0.0
+
+
+# --- 3. episodes that never end ---------------------------------------------------------------
+def test_an_endless_env_trains_and_evaluates_in_bounded_time(tmp_path, capsys):
+    cfg = config(
+        f"env.id={MOD}:DrlEndless-v0",
+        *PPO,
+        "total_timesteps=1024",
+        "eval.max_episode_steps=300",
+        "log.progress=plain",
+    )
+    t0 = time.perf_counter()
+    result = train(cfg, tmp_path)
+    out = capsys.readouterr()
+    assert time.perf_counter() - t0 < 30
+    assert result.status == "finished" and result.eval_mean_return > 0
+    text = out.out + out.err
+    assert "DrlEndless-v0 has no time limit" in text
+    assert "2 of 2 evaluation episodes of tests.envs_custom:DrlEndless-v0 were cut" in text
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "checkpoints")] == [1024]
+
+
+def test_reinforce_on_an_endless_env_stops_at_the_budget(tmp_path):
+    cfg = config(
+        "algo=reinforce",
+        f"env.id={MOD}:DrlEndless-v0",
+        "algo.num_steps=64",
+        "total_timesteps=1024",
+        "eval.max_episode_steps=100",
+    )
+    result = train(cfg, tmp_path)
+    assert result.status == "finished" and result.global_step == 1024
+
+
+@pytest.mark.parametrize(
+    "where,args",
+    [
+        # REINFORCE's collection waits for whole episodes: none ever ends.
+        ("collect", ["algo=reinforce", "total_timesteps=100000000"]),
+        # PPO trains, then its final evaluation would last 10^9 steps per episode.
+        ("final eval", [*PPO, "total_timesteps=512", "eval.max_episode_steps=1000000000"]),
+    ],
+)
+def test_sigterm_stops_an_endless_loop_with_a_checkpoint(drl, clean_env, tmp_path, where, args):
+    run = tmp_path / "run"
+    args = [*args, "checkpoint.stop_grace_s=1", "log.progress=plain", f"hydra.run.dir={run}"]
+    proc = subprocess.Popen(
+        [drl, "train", *FAST, f"env.id={MOD}:DrlEndless-v0", *args],
+        cwd=tmp_path,
+        env=subprocess_env(clean_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "drl: training" in line:
+            break
+    if where == "final eval":  # the final checkpoint comes before the final evaluation
+        deadline = time.time() + 60
+        while not ckpt.list_checkpoints(run / "checkpoints") and time.time() < deadline:
+            time.sleep(0.1)
+    time.sleep(0.5)
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=60)[0]
+    assert time.perf_counter() - sent < 15, "".join(lines) + rest
+    assert proc.returncode == 143, "".join(lines) + rest
+    assert "Resume with:" in rest
+    assert ckpt.list_checkpoints(run / "checkpoints"), rest
+    result = result_of(run)
+    assert result["status"] == "interrupted" and result["interrupted_by"] == "SIGTERM"
+    if where == "final eval":
+        assert result["global_step"] == 512  # every training step was done and saved
 
 
 # --- 4. NaN from the env ----------------------------------------------------------------------

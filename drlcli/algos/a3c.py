@@ -28,6 +28,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from drlcli import interrupts
 from drlcli.algos.base import Algorithm, EnvInfo, collect_rollout, to_env_actions
 from drlcli.algos.onpolicy import (
     build_actor_critic,
@@ -243,6 +244,7 @@ class A3C(Algorithm):
         target = min(env.global_step + self.cfg.report_every, self.budget.value)
         sums: dict[str, list[float]] = {}
         while True:
+            interrupts.check()
             try:
                 kind, rank, a, b, step = self.out.get(timeout=0.2)
             except queue.Empty:

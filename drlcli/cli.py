@@ -481,6 +481,10 @@ def cmd_eval(argv: list[str]) -> int:
     )
     if report.video:
         console.print(f"video: {report.video}")
+    if report.video_error:
+        # The evaluation above is printed and saved all the same.
+        print(f"drl: error: no video: {report.video_error}", file=sys.stderr)
+        return 2
     return 0
 
 

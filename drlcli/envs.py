@@ -290,6 +290,10 @@ def make_single_env(cfg: EnvConfig) -> gym.Env:
     except gym.error.DependencyNotInstalled as exc:
         raise _missing_dependency(f"Environment '{cfg.id}'", cfg.id, exc) from exc
     except TypeError as exc:
+        if "render_mode" in kwargs and "render_mode" in str(exc):
+            raise DrlError(
+                f"{cfg.id} cannot render: its constructor takes no render_mode argument ({exc})."
+            ) from exc
         if cfg.kwargs and "keyword argument" in str(exc):
             raise DrlError(f"Bad env.kwargs for '{cfg.id}': {exc}") from exc
         raise env_code_failed(f"Making the env '{cfg.id}' raised", exc) from exc

@@ -12,7 +12,7 @@ import torch
 from drlcli import checkpoint as ckpt
 from drlcli import registry
 from drlcli.algos.base import Algorithm, EnvInfo
-from drlcli.config import TrainConfig, train_config_from_dict
+from drlcli.config import EnvConfig, TrainConfig, train_config_from_dict
 from drlcli.envs import VecEnv, eval_env_config, evaluate, make_single_env
 from drlcli.errors import DrlError
 from drlcli.hardware import resolve_device
@@ -30,6 +30,7 @@ class EvalReport:
     mean_return: float
     std_return: float
     video: str | None = None
+    video_error: str | None = None  # why no video was recorded (the evaluation still stands)
 
 
 def load_run(
@@ -85,11 +86,32 @@ def run_eval(
         mean_return=float(np.mean(returns)),
         std_return=float(np.std(returns)),
     )
-    if video:
-        report.video = str(record_episode(run_dir, cfg, state, algo, deterministic, seed))
     out = Path(run_dir) / f"eval_step{report.step}.json"
-    out.write_text(json.dumps(report.__dict__, indent=2) + "\n")
+    out.write_text(json.dumps(report.__dict__, indent=2) + "\n")  # kept if the video fails
+    if video:
+        try:
+            report.video = str(record_episode(run_dir, cfg, state, algo, deterministic, seed))
+        except DrlError as exc:
+            report.video_error = str(exc)
+        out.write_text(json.dumps(report.__dict__, indent=2) + "\n")
     return report
+
+
+def check_renders(env_cfg: EnvConfig) -> None:
+    """Fail before making a rendering env when the env cannot give rgb_array frames: gymnasium
+    would pass render_mode to a constructor that may not take it."""
+    probe = make_single_env(env_cfg)
+    try:
+        modes = list(probe.metadata.get("render_modes") or [])
+    finally:
+        probe.close()
+    if "rgb_array" not in modes:
+        raise DrlError(
+            f"{env_cfg.id} cannot be recorded: a video needs frames from render_mode="
+            f"'rgb_array', and its metadata['render_modes'] is {modes}. Add 'rgb_array' to the "
+            "env's metadata['render_modes'], take render_mode in its constructor and return an "
+            "RGB array (H, W, 3) from render()."
+        )
 
 
 def record_episode(
@@ -100,6 +122,7 @@ def record_episode(
     from PIL import Image
 
     env_cfg = eval_env_config(cfg.env)
+    check_renders(env_cfg)
     env_cfg.kwargs = {**env_cfg.kwargs, "render_mode": "rgb_array"}
     env = VecEnv(env_cfg, 1, seed, "sync", training=False)
     env.load_state_dict(state["env"])
@@ -115,6 +138,8 @@ def record_episode(
             if result.terminated[0] or result.truncated[0]:
                 break
             frames.append(inner.render())
+    except DrlError:
+        raise
     except Exception as exc:
         raise DrlError(f"Could not render {cfg.env.id} for a video: {exc}") from exc
     finally:

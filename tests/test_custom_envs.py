@@ -343,6 +343,35 @@ def test_ppo_refuses_to_normalize_a_one_sample_minibatch():
     )
 
 
+# --- 6. videos of envs that cannot render -----------------------------------------------------
+@pytest.mark.parametrize("env_id", ["DrlNoRenderMode-v0", "DrlHumanOnly-v0"])
+def test_video_of_an_env_without_rgb_array_keeps_the_evaluation(tmp_path, env_id):
+    train(config(f"env.id={MOD}:{env_id}", *PPO, "total_timesteps=256"), tmp_path)
+    report = run_eval(tmp_path, episodes=2, video=True)
+    assert report.video is None and report.video_error is not None
+    assert "cannot be recorded" in report.video_error and "rgb_array" in report.video_error
+    assert "kwargs" not in report.video_error
+    saved = json.loads((tmp_path / f"eval_step{report.step}.json").read_text())
+    assert saved["mean_return"] == report.mean_return and len(saved["returns"]) == 2
+
+
+def test_drl_eval_prints_the_evaluation_then_the_video_error(drl, clean_env, tmp_path):
+    run = tmp_path / "run"
+    train(config(f"env.id={MOD}:DrlNoRenderMode-v0", *PPO, "total_timesteps=256"), run)
+    out = subprocess.run(
+        [drl, "eval", str(run), "--video", "--episodes", "2"],
+        cwd=tmp_path,
+        env=subprocess_env(clean_env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "mean return" in out.stdout
+    assert "drl: error: no video: " in out.stderr and "render_modes" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 # --- 7. an env that raises ----------------------------------------------------------------------
 @pytest.mark.parametrize("vectorization", ["sync", "async", "workers"])
 def test_an_env_raising_is_named_alike_under_every_vectorization(vectorization, capfd):

@@ -286,7 +286,7 @@ def preflight(cfg: Any) -> None:
             "`drl train env=gym env.id=MountainCar-v0`)."
         ) from exc
     validate(tc)
-    check_env_id(tc.env.id)
+    check_env_id(tc.env.id, tc.env.imports)
     resolve_device(tc.hardware.device)
     resolve_workers(tc.hardware, tc.env.num_envs)
     check_threads(tc.hardware)
@@ -481,6 +481,10 @@ def cmd_eval(argv: list[str]) -> int:
     )
     if report.video:
         console.print(f"video: {report.video}")
+    if report.video_error:
+        # The evaluation above is printed and saved all the same.
+        print(f"drl: error: no video: {report.video_error}", file=sys.stderr)
+        return 2
     return 0
 
 

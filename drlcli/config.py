@@ -25,7 +25,8 @@ class WrapperSpec:
 
 @dataclass
 class EnvConfig:
-    id: str = MISSING  # gymnasium id, e.g. CartPole-v1
+    id: str = MISSING  # gymnasium id, e.g. CartPole-v1, or module:Id (imports module first)
+    imports: list[str] = field(default_factory=list)  # modules imported first (register envs)
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     num_envs: int = 8  # parallel copies in the vector env
     max_episode_steps: int | None = None  # override the registered time limit
@@ -271,12 +272,18 @@ class EvalConfig:
     # prune_below once prune_after env steps have passed (status "pruned").
     prune_below: float | None = None
     prune_after: int = 0
+    # An evaluation episode still running after this many steps is cut (with a warning): an env
+    # without a time limit may never end one. 27000 = the ALE's 108k frames at frame skip 4.
+    max_episode_steps: int = 27_000
 
 
 @dataclass
 class CheckpointConfig:
     every: int = 50_000  # env steps between checkpoints (0 = only at the end)
     keep_last: int = 3  # checkpoints kept on disk (the newest ones)
+    # After SIGINT/SIGTERM the current iteration may finish (resume stays exact) for this long;
+    # then loops that have not ended (evaluation, whole-episode collection) are cut.
+    stop_grace_s: float = 10.0
 
 
 @dataclass

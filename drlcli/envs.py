@@ -16,14 +16,22 @@ from __future__ import annotations
 import copyreg
 import dataclasses
 import functools
+import importlib
+import math
+import os
 import pickle
+import sys
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from drlcli import interrupts
 from drlcli.config import EnvConfig
 from drlcli.errors import DrlError, did_you_mean
 
@@ -134,8 +142,6 @@ def resolve_wrapper(name: str) -> Any:
     """drlcli's own wrappers by name, gymnasium.wrappers by class name, or 'package.module:Class'
     for a user's wrapper."""
     if ":" in name:
-        import importlib
-
         module_name, _, attr = name.partition(":")
         try:
             return getattr(importlib.import_module(module_name), attr)
@@ -151,6 +157,14 @@ def _suggest_extra(env_id: str) -> str:
     return ""
 
 
+def env_code_failed(what: str, exc: BaseException, tb: TracebackType | None = None) -> DrlError:
+    """A DrlError for an exception raised by env code: ``what`` (naming the env), the exception
+    and the traceback from ``tb`` (default: the whole traceback) on."""
+    tb = tb or exc.__traceback__
+    trace = "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
+    return DrlError(f"{what}: {type(exc).__name__}: {exc}. The env's traceback:\n{trace}")
+
+
 def _missing_dependency(what: str, env_id: str, exc: Exception) -> DrlError:
     extra = _suggest_extra(env_id) or "the package named below"
     return DrlError(
@@ -159,32 +173,115 @@ def _missing_dependency(what: str, env_id: str, exc: Exception) -> DrlError:
     )
 
 
-def check_env_id(env_id: str) -> None:
-    """Fail with a clear message when ``env_id`` is not a registered gymnasium id."""
-    register_optional_envs(env_id)
-    if env_id in gym.registry:
+def _try_import(name: str, where: str) -> ModuleNotFoundError | None:
+    """Import ``name``: None when it worked, the error when ``name`` itself is not found; raises
+    a DrlError when it was found but its code (or one of its own imports) failed."""
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            return exc
+        raise _import_failed(name, where, exc) from exc  # a dependency of the module is missing
+    except Exception as exc:  # SyntaxError, an ImportError, whatever the module's code raised
+        raise _import_failed(name, where, exc) from exc
+    return None
+
+
+def _import_user_module(name: str, where: str) -> None:
+    """Import a module that registers a user's envs, or fail saying whether the module was not
+    found or raised while importing (never that an env id is unknown)."""
+    if name in sys.modules:
         return
-    extra = _suggest_extra(env_id)
-    hint = f" It is provided by an optional extra: pip install 'drlcli[{extra}]'." if extra else ""
-    raise DrlError(
-        f"Unknown environment id '{env_id}': gymnasium has no env registered under that name."
-        f"{did_you_mean(env_id, gym.registry.keys())}{hint} Any id listed by "
-        "`python -c 'import gymnasium; gymnasium.pprint_registry()'` works with env=gym env.id=..."
+    missing = _try_import(name, where)
+    cwd = os.getcwd()
+    if missing is not None and cwd not in sys.path and "" not in sys.path:
+        # As with `python -m drlcli` or `python script.py`, a module in the working directory
+        # is found (the `drl` console script alone does not put it on sys.path). Appended, so
+        # it never shadows an installed module.
+        sys.path.append(cwd)
+        missing = _try_import(name, where)
+    if missing is not None:
+        raise _not_found(name, where, missing.name or name)
+
+
+def _not_found(name: str, where: str, missing: str) -> DrlError:
+    return DrlError(
+        f"Cannot import the module '{name}' ({where}): there is no module named '{missing}'. "
+        "The module that registers your env must be importable by drl and by its env worker "
+        "processes: install its package (pip install -e .), run drl from the directory that "
+        "holds it, or add that directory to PYTHONPATH."
     )
 
 
-def make_env_in_worker(cfg: EnvConfig) -> gym.Env:
-    """``make_single_env`` for a worker process: first ignore SIGINT / SIGTERM, which a group
-    signal also delivers there (drlcli.workers.ignore_interrupts; issue #16)."""
-    from drlcli.workers import ignore_interrupts
+def _import_failed(name: str, where: str, exc: BaseException) -> DrlError:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    at = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return DrlError(
+        f"Importing the module '{name}' ({where}) failed: {type(exc).__name__}: {exc}{at}. "
+        "The module was found but raised while importing: fix it or install what it imports."
+    )
 
-    ignore_interrupts()
-    return make_single_env(cfg)
+
+def import_env_modules(env_id: str, imports: Sequence[str] = ()) -> None:
+    """Import what registers the env: every module in ``env.imports``, then the ``module`` of an
+    id written ``module:Id`` (what ``gymnasium.make`` does with such an id). Called wherever envs
+    are made, so it also runs inside env worker and learner processes before their envs."""
+    for name in imports:
+        _import_user_module(name, "env.imports")
+    module, sep, _ = env_id.partition(":")
+    if sep:
+        _import_user_module(module, f"env.id={env_id}")
+
+
+def check_env_id(env_id: str, imports: Sequence[str] = ()) -> None:
+    """Fail with a clear message when ``gymnasium.make(env_id)`` would not find the id, after
+    importing the modules that register envs (``env.imports`` and a ``module:`` prefix)."""
+    import_env_modules(env_id, imports)
+    module, sep, name = env_id.partition(":")
+    registered = name if sep else env_id
+    register_optional_envs(registered)
+    if registered in gym.registry:
+        return
+    ns, base, version = gym.envs.registration.parse_env_id(registered)
+    if version is None and gym.envs.registration.find_highest_version(ns, base) is not None:
+        return  # gymnasium makes the latest version of an unversioned id (with a warning)
+    close = did_you_mean(registered, gym.registry.keys())
+    if sep:
+        raise DrlError(
+            f"Unknown environment id '{env_id}': the module '{module}' was imported but "
+            f"registers no env '{registered}'.{close} Register it in that module (gymnasium."
+            f"register(id='{registered}', entry_point=...)), or fix the id."
+        )
+    extra = _suggest_extra(env_id)
+    hint = f" It is provided by an optional extra: pip install 'drlcli[{extra}]'." if extra else ""
+    imported = f" (after importing {', '.join(imports)})" if imports else ""
+    raise DrlError(
+        f"Unknown environment id '{env_id}': gymnasium has no env registered under that name"
+        f"{imported}.{close}{hint} Any id listed by "
+        "`python -c 'import gymnasium; gymnasium.pprint_registry()'` works with env=gym env.id=...;"
+        " for your own env, name the module that registers it: env.id=mymodule:MyEnv-v0 or "
+        "env.imports=[mymodule]."
+    )
+
+
+def has_time_limit(env: gym.Env) -> bool:
+    """Whether something truncates ``env``'s episodes: a TimeLimit (registered
+    max_episode_steps, env.max_episode_steps or a TimeLimit in env.wrappers) or the ALE's own
+    frame limit. An env without one may never end an episode."""
+    if env.spec is not None and env.spec.max_episode_steps is not None:
+        return True
+    inner: Any = env
+    while isinstance(inner, gym.Wrapper):
+        if isinstance(inner, gym.wrappers.TimeLimit):
+            return True
+        inner = inner.env
+    kwargs = env.spec.kwargs if env.spec is not None else {}
+    return bool(kwargs.get("max_num_frames_per_episode"))
 
 
 def make_single_env(cfg: EnvConfig) -> gym.Env:
     """One gymnasium env with the config's kwargs and wrappers."""
-    check_env_id(cfg.id)
+    check_env_id(cfg.id, cfg.imports)
     kwargs = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
@@ -193,7 +290,17 @@ def make_single_env(cfg: EnvConfig) -> gym.Env:
     except gym.error.DependencyNotInstalled as exc:
         raise _missing_dependency(f"Environment '{cfg.id}'", cfg.id, exc) from exc
     except TypeError as exc:
-        raise DrlError(f"Bad env.kwargs for '{cfg.id}': {exc}") from exc
+        if "render_mode" in kwargs and "render_mode" in str(exc):
+            raise DrlError(
+                f"{cfg.id} cannot render: its constructor takes no render_mode argument ({exc})."
+            ) from exc
+        if cfg.kwargs and "keyword argument" in str(exc):
+            raise DrlError(f"Bad env.kwargs for '{cfg.id}': {exc}") from exc
+        raise env_code_failed(f"Making the env '{cfg.id}' raised", exc) from exc
+    except DrlError:
+        raise
+    except Exception as exc:  # the env's constructor (or what it imports) raised
+        raise env_code_failed(f"Making the env '{cfg.id}' raised", exc) from exc
     for spec in cfg.wrappers:
         wrapper_cls = resolve_wrapper(spec.name)
         if wrapper_cls is None:
@@ -262,6 +369,47 @@ class StepResult:
     final_obs: np.ndarray  # (num_envs, *obs_shape): true last obs where done, else == obs
 
 
+class EnvRaised(DrlError):
+    """An env's own code raised; the message names the env and carries the env's traceback.
+    Constructible from its own instance, as gymnasium's AsyncVectorEnv re-raises it that way."""
+
+    def __init__(self, message: Any):
+        super().__init__(str(message))
+
+
+class _EnvGuard(gym.Wrapper):
+    """In an async worker process: turn an exception of the env's code into an EnvRaised that
+    names the env, because gymnasium hands only the exception's type and text to the parent."""
+
+    def __init__(self, env: gym.Env, name: str):
+        super().__init__(env)
+        self._name = name
+
+    def reset(self, **kwargs: Any) -> Any:
+        try:
+            return self.env.reset(**kwargs)
+        except Exception as exc:
+            tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+            raise EnvRaised(env_code_failed(f"{self._name} raised in reset()", exc, tb)) from None
+
+    def step(self, action: Any) -> Any:
+        try:
+            return self.env.step(action)
+        except Exception as exc:
+            tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+            raise EnvRaised(env_code_failed(f"{self._name} raised in step()", exc, tb)) from None
+
+
+def _make_guarded_env(cfg: EnvConfig, name: str) -> gym.Env:
+    """An async worker's env. The worker is another process: it first ignores SIGINT /
+    SIGTERM, which a group signal also delivers there, and leaves them to the training process
+    (drlcli.workers.ignore_interrupts; issue #16)."""
+    from drlcli.workers import ignore_interrupts
+
+    ignore_interrupts()
+    return _EnvGuard(make_single_env(cfg), name)
+
+
 class VecEnv:
     """A gymnasium vector env plus drlcli's bookkeeping. Observations come out as float32."""
 
@@ -287,13 +435,11 @@ class VecEnv:
         self.seed = seed
         self.training = training
         self.gamma = gamma
-        # Async workers are other processes: they leave group signals to this one (#16).
-        env_fn = make_env_in_worker if vectorization == "async" else make_single_env
-        fns = [functools.partial(env_fn, cfg) for _ in range(num_envs)]
         # Build one env up front so id / kwargs / wrapper errors surface here, in this process.
         probe = make_single_env(cfg)
         self.single_observation_space = probe.observation_space
         self.single_action_space = probe.action_space
+        self.has_time_limit = has_time_limit(probe)
         probe.close()
         self.env: Any
         if vectorization == "workers":
@@ -307,11 +453,16 @@ class VecEnv:
                 self.single_action_space,
                 cfg.id,
             )
+        elif vectorization == "sync":
+            fns = [functools.partial(make_single_env, cfg) for _ in range(num_envs)]
+            self.env = gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
         else:
-            vec_cls = (
-                gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
-            )
-            self.env = vec_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+            fns = [
+                functools.partial(_make_guarded_env, cfg, self._env_name(i))
+                for i in range(num_envs)
+            ]
+            self.env = gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        self._async = vectorization == "async"
         obs_shape = self.single_observation_space.shape or ()
         self.obs_shape: tuple[int, ...] = tuple(obs_shape)
         self.obs_rms = RunningMeanStd(self.obs_shape)
@@ -325,6 +476,11 @@ class VecEnv:
         self._is_box = isinstance(space, gym.spaces.Box)
         if isinstance(space, gym.spaces.Box):
             self._low, self._high = space.low, space.high
+        # Algorithms pick indices 0..n-1 (what their networks and buffers hold); a
+        # Discrete(n, start=k) env gets k + index.
+        self._action_start = int(space.start) if isinstance(space, gym.spaces.Discrete) else 0
+        obs_dtype = self.single_observation_space.dtype
+        self._float_obs = obs_dtype is not None and np.issubdtype(obs_dtype, np.floating)
         self._obs: np.ndarray | None = None
         self._lives = np.zeros(num_envs)
 
@@ -342,32 +498,95 @@ class VecEnv:
         return self.normalize_obs(raw)
 
     # --- gymnasium API ---------------------------------------------------------------
+    def _env_name(self, index: int) -> str:
+        return f"Env {index} of {self.cfg.id}" + ("" if self.training else " (evaluation)")
+
+    def _call_env(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``self.env.<method>(...)``, an exception of an env's code turned into a DrlError
+        naming the env, alike for every vectorization: workers and async envs (``_EnvGuard``)
+        name it in their process; in a sync vector env it is found from the traceback. Async:
+        gymnasium's own printing of the error (and its traceback) is kept quiet."""
+        level = gym.logger.min_level
+        if self._async:
+            gym.logger.min_level = gym.logger.ERROR + 1
+        try:
+            return getattr(self.env, method)(*args, **kwargs)
+        except DrlError:
+            raise
+        except Exception as exc:
+            named = self._name_failing_env(exc, method)
+            if named is None:
+                raise
+            raise named from exc
+        finally:
+            gym.logger.min_level = level
+
+    def _name_failing_env(self, exc: Exception, method: str) -> DrlError | None:
+        envs = getattr(self.env, "envs", None) or []
+        tb = exc.__traceback__
+        while tb is not None:
+            owner = tb.tb_frame.f_locals.get("self")
+            for i, sub in enumerate(envs):
+                if owner is sub:  # the outermost frame of env i's own code
+                    return env_code_failed(f"{self._env_name(i)} raised in {method}()", exc, tb)
+            tb = tb.tb_next
+        return None
+
+    def _non_finite(self, what: str, values: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Stop at a NaN / inf the env returned (SB3's VecCheckNan), naming env, step, value."""
+        bad = ~np.isfinite(values)
+        if rows is not None:
+            bad &= rows.reshape((-1,) + (1,) * (values.ndim - 1))
+        if not bad.any():
+            return  # a finite batch whose sum overflowed
+        where = np.argwhere(bad)
+        i = int(where[0][0])
+        entry = tuple(int(j) for j in where[0][1:])
+        label = what if not entry else f"{what}[{', '.join(map(str, entry))}]"
+        more = f" (and {len(where) - 1} more non-finite entries)" if len(where) > 1 else ""
+        raise DrlError(
+            f"{self._env_name(i)} returned a non-finite {what} at env step {self.global_step} "
+            f"(step {int(self._ep_length[i])} of its episode): {label} = "
+            f"{values[tuple(where[0])]}{more}. A NaN or infinity from the env itself is a bug "
+            "or an unguarded edge case in the env or a wrapper (a division by zero, an "
+            f"overflow, an invalid state), not a training problem: fix the env's {what}."
+        )
+
     def reset(self, seed: int | None = None) -> np.ndarray:
-        obs, info = self.env.reset(seed=self.seed if seed is None else seed)
+        obs, info = self._call_env("reset", seed=self.seed if seed is None else seed)
         self._lives = np.asarray(info.get("lives", np.zeros(self.num_envs)))
         self._ep_return[:] = 0
         self._ep_length[:] = 0
         self._disc_return[:] = 0
+        if self._float_obs and not math.isfinite(obs.sum()):
+            self._non_finite("observation", np.asarray(obs))
         self._obs = self._process_obs(obs, update=True)
         return self._obs
 
     def step(self, actions: np.ndarray) -> StepResult:
         if self._is_box:
             actions = np.clip(actions, self._low, self._high)
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+        elif self._action_start:
+            actions = actions + self._action_start
+        obs, reward, terminated, truncated, info = self._call_env("step", actions)
         reward = np.asarray(reward, dtype=np.float64)
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
         done = terminated | truncated
+        self.global_step += self.num_envs
+        self._ep_length += 1
+        # One cheap reduction per batch; the exact search only runs when it is not finite.
+        if not math.isfinite(reward.sum()):
+            self._non_finite("reward", reward)
+        if self._float_obs and not math.isfinite(obs.sum()):
+            self._non_finite("observation", np.asarray(obs))
         learner_terminated = terminated
         if self.training and self.cfg.episodic_life and "lives" in info:
             lives = np.asarray(info["lives"])
             # A lost life is terminal for the learner; the game (and its episode) goes on.
             learner_terminated = terminated | ((lives < self._lives) & ~done)
             self._lives = lives
-        self.global_step += self.num_envs
         self._ep_return += reward
-        self._ep_length += 1
 
         raw_final = obs
         if done.any():
@@ -377,6 +596,8 @@ class VecEnv:
                 self.episodes.append(
                     Episode(float(self._ep_return[i]), int(self._ep_length[i]), self.global_step)
                 )
+            if self._float_obs and not math.isfinite(raw_final[done].sum()):
+                self._non_finite("final observation", raw_final, done)
             self._ep_return[done] = 0
             self._ep_length[done] = 0
 
@@ -485,11 +706,17 @@ def evaluate(
     episodes: int,
     deterministic: bool,
     seed: int,
+    max_episode_steps: int | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[float]:
     """Run exactly ``episodes`` episodes (the first one of each of ``env.num_envs`` envs, in as
     many passes as needed) and return their raw returns. ``policy.predict(obs, deterministic)``
-    maps a float32 batch of observations to actions."""
+    maps a float32 batch of observations to actions. An episode still running after
+    ``max_episode_steps`` steps is cut there (its return so far counts) and ``warn`` says so: an
+    env without a time limit may never end one. Raises ``interrupts.Interrupted`` when a stop
+    request (SIGINT / SIGTERM) outlasts its grace period."""
     returns: list[float] = []
+    cut = 0
     pass_idx = 0
     while len(returns) < episodes:
         want = min(env.num_envs, episodes - len(returns))
@@ -501,14 +728,31 @@ def evaluate(
         ended = getattr(policy, "episodes_ended", None)
         if reset_state is not None:
             reset_state(env.num_envs)
+        t = 0
         while not finished[:want].all():
+            interrupts.check()
             result = env.step(policy.predict(obs, deterministic))
+            t += 1
             if ended is not None:
                 ended(result.terminated | result.truncated)
             obs = result.obs
             ep_returns += np.where(finished, 0.0, result.reward)  # raw: eval never normalizes
             finished |= result.terminated | result.truncated
+            if max_episode_steps is not None and t >= max_episode_steps:
+                cut += int((~finished[:want]).sum())
+                break
         env.drain_episodes()
         returns.extend(float(r) for r in ep_returns[:want])
         pass_idx += 1
+    if cut:
+        (warn or _warn)(
+            f"drl: warning: {cut} of {episodes} evaluation episodes of {env.cfg.id} were cut at "
+            f"eval.max_episode_steps={max_episode_steps} steps (the env had not ended them); "
+            "their returns are partial. Give the env a time limit (env.max_episode_steps) or "
+            "raise eval.max_episode_steps."
+        )
     return returns
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

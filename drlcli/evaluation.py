@@ -12,7 +12,7 @@ import torch
 from drlcli import checkpoint as ckpt
 from drlcli import registry
 from drlcli.algos.base import Algorithm, EnvInfo
-from drlcli.config import TrainConfig, train_config_from_dict
+from drlcli.config import EnvConfig, TrainConfig, train_config_from_dict
 from drlcli.envs import VecEnv, eval_env_config, evaluate, make_single_env
 from drlcli.errors import DrlError
 from drlcli.hardware import resolve_device
@@ -30,6 +30,7 @@ class EvalReport:
     mean_return: float
     std_return: float
     video: str | None = None
+    video_error: str | None = None  # why no video was recorded (the evaluation still stands)
 
 
 def load_run(
@@ -72,7 +73,7 @@ def run_eval(
     )
     env.load_state_dict(state["env"])  # frozen observation-normalization statistics
     try:
-        returns = evaluate(algo, env, episodes, deterministic, seed)
+        returns = evaluate(algo, env, episodes, deterministic, seed, cfg.eval.max_episode_steps)
     finally:
         env.close()
     report = EvalReport(
@@ -85,20 +86,43 @@ def run_eval(
         mean_return=float(np.mean(returns)),
         std_return=float(np.std(returns)),
     )
-    if video:
-        report.video = str(record_episode(run_dir, cfg, state, algo, deterministic, seed))
     out = Path(run_dir) / f"eval_step{report.step}.json"
-    out.write_text(json.dumps(report.__dict__, indent=2) + "\n")
+    out.write_text(json.dumps(report.__dict__, indent=2) + "\n")  # kept if the video fails
+    if video:
+        try:
+            report.video = str(record_episode(run_dir, cfg, state, algo, deterministic, seed))
+        except DrlError as exc:
+            report.video_error = str(exc)
+        out.write_text(json.dumps(report.__dict__, indent=2) + "\n")
     return report
+
+
+def check_renders(env_cfg: EnvConfig) -> None:
+    """Fail before making a rendering env when the env cannot give rgb_array frames: gymnasium
+    would pass render_mode to a constructor that may not take it."""
+    probe = make_single_env(env_cfg)
+    try:
+        modes = list(probe.metadata.get("render_modes") or [])
+    finally:
+        probe.close()
+    if "rgb_array" not in modes:
+        raise DrlError(
+            f"{env_cfg.id} cannot be recorded: a video needs frames from render_mode="
+            f"'rgb_array', and its metadata['render_modes'] is {modes}. Add 'rgb_array' to the "
+            "env's metadata['render_modes'], take render_mode in its constructor and return an "
+            "RGB array (H, W, 3) from render()."
+        )
 
 
 def record_episode(
     run_dir: Path, cfg: TrainConfig, state: dict, algo: Algorithm, deterministic: bool, seed: int
 ) -> Path:
-    """Render one evaluation episode to an animated GIF in RUN_DIR/videos/."""
+    """Render one evaluation episode (at most eval.max_episode_steps steps) to an animated GIF
+    in RUN_DIR/videos/."""
     from PIL import Image
 
     env_cfg = eval_env_config(cfg.env)
+    check_renders(env_cfg)
     env_cfg.kwargs = {**env_cfg.kwargs, "render_mode": "rgb_array"}
     env = VecEnv(env_cfg, 1, seed, "sync", training=False)
     env.load_state_dict(state["env"])
@@ -108,12 +132,14 @@ def record_episode(
         algo.reset_predict_state(1)
         inner = env.env.envs[0]
         frames.append(inner.render())
-        while True:
+        for _ in range(cfg.eval.max_episode_steps):
             result = env.step(algo.predict(obs, deterministic))
             obs = result.obs
             if result.terminated[0] or result.truncated[0]:
                 break
             frames.append(inner.render())
+    except DrlError:
+        raise
     except Exception as exc:
         raise DrlError(f"Could not render {cfg.env.id} for a video: {exc}") from exc
     finally:

@@ -70,7 +70,10 @@ def discounted_returns(
 
 
 def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
-    """1 - Var[y - y_pred] / Var[y]: 1 is perfect, 0 is no better than the mean, < 0 is worse."""
+    """1 - Var[y - y_pred] / Var[y]: 1 is perfect, 0 is no better than the mean, < 0 is worse.
+    NaN, a diagnostic only, when Var[y] is 0 or undefined (one sample)."""
+    if y_true.numel() < 2:
+        return float("nan")
     var_y = torch.var(y_true)
     if var_y.item() == 0:
         return float("nan")

@@ -20,11 +20,12 @@ import torch
 from omegaconf import OmegaConf
 
 from drlcli import checkpoint as ckpt
-from drlcli import hardware, registry
+from drlcli import hardware, interrupts, registry
 from drlcli.algos.base import Algorithm, EnvInfo
 from drlcli.config import TrainConfig
 from drlcli.envs import VecEnv, eval_env_config, evaluate
 from drlcli.errors import DrlError
+from drlcli.interrupts import Interrupted
 from drlcli.logger import Logger, flatten
 from drlcli.networks import is_image
 from drlcli.returns import budget_progress
@@ -57,6 +58,10 @@ def validate(cfg: TrainConfig) -> None:
         problems.append(f"eval.episodes must be >= 1 (got {cfg.eval.episodes})")
     if cfg.eval.every < 0 or cfg.checkpoint.every < 0:
         problems.append("eval.every and checkpoint.every must be >= 0 (0 = only at the end)")
+    if cfg.eval.max_episode_steps < 1:
+        problems.append(f"eval.max_episode_steps must be >= 1 (got {cfg.eval.max_episode_steps})")
+    if cfg.checkpoint.stop_grace_s < 0:
+        problems.append(f"checkpoint.stop_grace_s must be >= 0 (got {cfg.checkpoint.stop_grace_s})")
     if cfg.eval.early_stop and cfg.eval.target_return is None and cfg.env.solved_return is None:
         problems.append(
             "eval.early_stop=true needs a threshold: set eval.target_return or env.solved_return"
@@ -78,13 +83,16 @@ def validate(cfg: TrainConfig) -> None:
 
 class _Interrupt:
     """First SIGINT/SIGTERM asks the loop to stop after the current iteration (checkpoint and
-    flush); a second SIGINT exits at once."""
+    flush); loops that do not end by themselves within ``grace_s`` (or on a second SIGTERM) are
+    cut through :mod:`drlcli.interrupts`; a second SIGINT exits at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, grace_s: float = 10.0) -> None:
         self.signal: str | None = None
         self._old: dict[int, Any] = {}
+        self._grace_s = grace_s
 
     def __enter__(self) -> _Interrupt:
+        interrupts.arm(self._grace_s)
         if _in_main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -94,10 +102,12 @@ class _Interrupt:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal = signal.Signals(signum).name
+        interrupts.request()
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
+        interrupts.clear()
 
 
 def _in_main_thread() -> bool:
@@ -128,9 +138,19 @@ def build_envs(cfg: TrainConfig, vectorization: str, num_workers: int = 0) -> tu
     return env, eval_env
 
 
-def run_evaluation(algo: Algorithm, env: VecEnv, eval_env: VecEnv, cfg: TrainConfig) -> list[float]:
+def run_evaluation(
+    algo: Algorithm, env: VecEnv, eval_env: VecEnv, cfg: TrainConfig, warn: Any = None
+) -> list[float]:
     eval_env.sync_normalization_from(env)
-    return evaluate(algo, eval_env, cfg.eval.episodes, cfg.eval.deterministic, cfg.seed + 10_000)
+    return evaluate(
+        algo,
+        eval_env,
+        cfg.eval.episodes,
+        cfg.eval.deterministic,
+        cfg.seed + 10_000,
+        cfg.eval.max_episode_steps,
+        warn,
+    )
 
 
 def save_run_files(
@@ -375,6 +395,14 @@ def _train_loop(
     )
     for line in getattr(algo, "summary_lines", list)():
         logger.line(line)
+    if not env.has_time_limit:
+        logger.line(
+            f"drl: warning: {cfg.env.id} has no time limit (no max_episode_steps registered, "
+            "env.max_episode_steps unset): if its episodes can go on forever, no episode is "
+            "logged, algorithms that learn from whole episodes (reinforce) learn nothing, and "
+            f"evaluation episodes are cut at eval.max_episode_steps={cfg.eval.max_episode_steps}. "
+            "Set env.max_episode_steps=N."
+        )
 
     target = cfg.eval.target_return if cfg.eval.target_return is not None else cfg.env.solved_return
     status = "finished"
@@ -400,6 +428,9 @@ def _train_loop(
             env.snapshot(),
         )
 
+    def evaluation() -> list[float]:
+        return run_evaluation(algo, env, eval_env, cfg, logger.line)
+
     def diverged(step: int, what: str) -> DrlError:
         last = ckpt.list_checkpoints(ckpt_dir)
         kept = f" The last good checkpoint is {last[-1][1]}." if last else ""
@@ -409,7 +440,7 @@ def _train_loop(
             "algo.max_grad_norm, or observation/reward normalization."
         )
 
-    with _Interrupt() as interrupt:
+    with _Interrupt(cfg.checkpoint.stop_grace_s) as interrupt:
         try:
             while env.global_step < cfg.total_timesteps:
                 progress = budget_progress(env.global_step, cfg.total_timesteps, *_anchor(schedule))
@@ -417,13 +448,15 @@ def _train_loop(
                     algo.collect(env)
                     metrics = algo.update(progress)
                     schedule["last_progress"] = algo.schedule_progress(progress)
-                except RuntimeError as exc:
+                except Interrupted:
+                    status = "interrupted"  # a loop that would not end: checkpoint what we have
+                    break
+                except (RuntimeError, ValueError) as exc:
+                    # NaN parameters make sampling and distributions raise; anything else is
+                    # not divergence (NaN inputs from the env are stopped in VecEnv.step).
                     bad_param = algo.check_finite()
-                    text = str(exc).lower()
-                    if bad_param or "nan" in text or " inf" in text:
-                        raise diverged(
-                            env.global_step, bad_param or str(exc).splitlines()[0]
-                        ) from exc
+                    if bad_param:
+                        raise diverged(env.global_step, f"parameter {bad_param}") from exc
                     raise
                 step = env.global_step
                 bad = [
@@ -431,8 +464,12 @@ def _train_loop(
                     for k, v in metrics.items()
                     if k.startswith("losses/") and not math.isfinite(v)
                 ]
-                if bad:
-                    raise diverged(step, ", ".join(f"{k}={metrics[k]}" for k in bad))
+                # Only what reached the parameters is divergence: a NaN diagnostic (the
+                # explained variance of one sample or of constant returns) is logged as it is.
+                bad_param = algo.check_finite() if bad else None
+                if bad_param:
+                    losses = ", ".join(f"{k}={metrics[k]}" for k in bad)
+                    raise diverged(step, f"parameter {bad_param} (losses: {losses})")
                 for ep in env.drain_episodes():
                     logger.episode(ep.ret, ep.length, ep.step)
                 if step >= schedule["next_log"]:
@@ -443,7 +480,11 @@ def _train_loop(
                     schedule["next_log"] = step + cfg.log.every
                     last_sps_step = step
                 if step >= schedule["next_eval"]:
-                    eval_returns = run_evaluation(algo, env, eval_env, cfg)
+                    try:
+                        eval_returns = evaluation()
+                    except Interrupted:
+                        status = "interrupted"
+                        break
                     last_eval_step = step
                     logger.eval_result(
                         step,
@@ -475,19 +516,26 @@ def _train_loop(
 
         step = env.global_step
         train_time = time.perf_counter() - t0
-        if status == "interrupted":
-            # Checkpoint first: a preempted job may get little time before SIGKILL.
+        # Checkpoint first, before the final evaluation: a preempted job may get little time
+        # before SIGKILL, and an evaluation that does not end must not cost the trained model.
+        if status == "interrupted" or not already_done:
             save(step)
-        elif (status == "finished" and last_eval_step != step) or not eval_returns:
-            eval_returns = run_evaluation(algo, env, eval_env, cfg)
-            logger.eval_result(
-                step, float(np.mean(eval_returns)), float(np.std(eval_returns)), len(eval_returns)
-            )
+        if status != "interrupted" and (
+            (status == "finished" and last_eval_step != step) or not eval_returns
+        ):
+            try:
+                eval_returns = evaluation()
+                logger.eval_result(
+                    step,
+                    float(np.mean(eval_returns)),
+                    float(np.std(eval_returns)),
+                    len(eval_returns),
+                )
+            except Interrupted:
+                status = "interrupted"
         if last_sps_step != step:  # one SPS point per step
             logger.record("charts/SPS", logger.sps(step))
         logger.dump(step)
-        if status != "interrupted" and not already_done:
-            save(step)
     wall = time.perf_counter() - t0
     mean_ret = float(np.mean(eval_returns)) if eval_returns else float("nan")
     result = RunResult(
@@ -500,7 +548,7 @@ def _train_loop(
         train_time_s=train_time,
         sps=(step - start_step) / train_time if train_time > 0 else 0.0,
         solved_at_step=solved_at,
-        interrupted_by=interrupt.signal,
+        interrupted_by=interrupt.signal if status == "interrupted" else None,
     )
     write_result(run_dir, result, resumed=resume_state is not None, already_done=already_done)
     logger.close(

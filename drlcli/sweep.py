@@ -50,10 +50,12 @@ def _job_num(name: str) -> int:
 
 def render_summary(rows: list[dict[str, Any]], title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    # Show what varies between jobs; what all of them share goes in the caption.
-    split = [r["overrides"].split() for r in rows]
+    # Show what varies between jobs; what all of them share goes in the caption. Overrides are
+    # not rich markup: `env.imports=[mypkg]` would lose its brackets.
+    split = [escape(r["overrides"]).split() for r in rows]
     common = set.intersection(*(set(s) for s in split)) if split else set()
     table = Table(
         title=title, caption=("all jobs: " + " ".join(sorted(common))) if common else None
@@ -70,7 +72,7 @@ def render_summary(rows: list[dict[str, Any]], title: str) -> None:
             ret_s += f" +- {std:.2f}"
         status = str(row.get("status"))
         if row.get("error"):
-            status += f": {str(row['error'])[:80]}"
+            status += f": {escape(str(row['error'])[:80])}"
         wall = row.get("wall_time_s")
         table.add_row(
             str(i),

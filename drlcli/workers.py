@@ -25,6 +25,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from drlcli import interrupts
 from drlcli.errors import DrlError
 
 _POLL_S = 0.5
@@ -176,6 +177,7 @@ class WorkerVecEnv:
         while not conn.poll(_POLL_S):
             if not proc.is_alive():
                 raise self._died(w)
+            interrupts.check()  # an env that hangs must not outlast a SIGTERM
         try:
             status, payload = conn.recv()
         except (EOFError, ConnectionResetError) as exc:

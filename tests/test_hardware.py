@@ -215,7 +215,7 @@ def test_a3c_worker_failure_is_reported_clearly(tmp_path):
             [*A3C_TINY, "+env.wrappers=[{name: 'tests.test_hardware:Boom', kwargs: {after: 50}}]"]
         )
     )
-    with pytest.raises(DrlError, match=r"A3C worker \d failed: RuntimeError: boom"):
+    with pytest.raises(DrlError, match=r"A3C worker \d failed: Env 0 .* RuntimeError: boom"):
         train(cfg, tmp_path / "boom")
 
 

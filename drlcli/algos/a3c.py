@@ -27,6 +27,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from drlcli import interrupts
 from drlcli.algos.base import Algorithm, EnvInfo, collect_rollout, to_env_actions
 from drlcli.algos.onpolicy import (
     build_actor_critic,
@@ -174,7 +175,10 @@ def _worker(
                 sums, updates, last_report = {}, 0, now
         out.put(("done", rank, None, None, counter.value))
     except BaseException as exc:  # surfaced by the training process as a DrlError
-        out.put(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc(), 0))
+        if isinstance(exc, DrlError):  # already says what failed (an env's own traceback)
+            out.put(("error", rank, str(exc), "", 0))
+        else:
+            out.put(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc(), 0))
     finally:
         if env is not None:
             env.close()
@@ -251,13 +255,14 @@ class A3C(Algorithm):
         target = min(env.global_step + self.cfg.report_every, self.budget.value)
         sums: dict[str, list[float]] = {}
         while True:
+            interrupts.check()
             try:
                 kind, rank, a, b, step = self.out.get(timeout=0.2)
             except queue.Empty:
                 kind = None
             if kind == "error":
                 self.close()
-                raise DrlError(f"A3C worker {rank} failed: {a}\n{b.rstrip()}")
+                raise DrlError(f"A3C worker {rank} failed: {a}\n{b}".rstrip())
             if kind == "report":
                 for ret, length in a:
                     env.episodes.append(Episode(ret, length, step))

@@ -59,6 +59,14 @@ def validate_ppo(cfg: PPOConfig, num_envs: int) -> None:
             f"(e.g. algo.minibatch_size={_nearest_divisor(batch, cfg.minibatch_size, unit)}) or "
             "change algo.num_steps / env.num_envs"
         )
+    if cfg.norm_adv and cfg.minibatch_size == 1:
+        # The std of one advantage is undefined (NaN): every update would poison the network.
+        problems.append(
+            f"algo.norm_adv=true normalizes advantages by their std within each minibatch, "
+            f"which one sample (algo.minibatch_size={cfg.minibatch_size}, rollout of "
+            f"{batch}) does not have; use algo.minibatch_size >= 2 (a rollout "
+            "num_steps x num_envs >= 2) or algo.norm_adv=false"
+        )
     if cfg.update_epochs < 1:
         problems.append(f"algo.update_epochs must be >= 1 (got {cfg.update_epochs})")
     if cfg.loss not in ("clip", "kl_penalty"):

@@ -9,7 +9,9 @@ A batch holds only whole episodes played by the current policy: the vector envs 
 finished episodes hold ``num_steps x num_envs`` steps. An episode still running at an update is
 played to its end by the next policy but not learned from (it would be off-policy); those steps
 count towards the budget and are logged as ``charts/discarded_steps``. Episodes cut by a time
-limit are used as they are (G_t without a bootstrap), as in the Monte-Carlo method.
+limit are used as they are (G_t without a bootstrap), as in the Monte-Carlo method. Collection
+stops where the run's step budget ends, with the whole episodes it has (none from an env whose
+episodes never end: then there is nothing to learn from).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from drlcli import interrupts
 from drlcli.algos.base import EnvInfo, to_env_actions
 from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import ReinforceConfig
@@ -51,6 +54,10 @@ class Reinforce(OnPolicy):
         self.on_policy = np.ones(n, dtype=bool)
         self.batch: dict[str, torch.Tensor] = {}
         self.discarded = 0
+        self.budget = 2**62  # the run's total env steps (set_budget)
+
+    def set_budget(self, total_timesteps: int, step0: float = 0.0, progress0: float = 0.0) -> None:
+        self.budget = int(total_timesteps)
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         cfg, policy = self.cfg, self.policy
@@ -79,7 +86,8 @@ class Reinforce(OnPolicy):
         use = self.on_policy.copy()
         policy, head = self.policy, self.policy.head
         with torch.inference_mode():
-            while complete < target:
+            while complete < target and env.global_step < self.budget:
+                interrupts.check()  # an episode that never ends must not outlast a SIGTERM
                 t = len(rows["obs"])
                 action = head.sample(policy.dist(torch.as_tensor(obs, device=self.device)))
                 env_action = to_env_actions(action, policy.continuous)
@@ -120,7 +128,10 @@ class Reinforce(OnPolicy):
         cfg, policy, head = self.cfg, self.policy, self.policy.head
         self.anneal(progress)
         obs, act, ret = self.batch["obs"], self.batch["act"], self.batch["ret"]
-        out: dict[str, float] = {}
+        out: dict[str, float] = {"charts/discarded_steps": float(self.discarded)}
+        if obs.shape[0] == 0:
+            out["charts/batch_steps"] = 0.0
+            return out  # no episode ended before the budget did: nothing to learn from
         if cfg.baseline:
             with torch.no_grad():
                 values = policy.value(obs)

@@ -513,6 +513,27 @@ def cmd_compare(argv: list[str]) -> int:
     return 0
 
 
+def _stop_cleanly_outside_training() -> None:
+    """SIGINT / SIGTERM before the training loop starts (imports, config, env construction) or
+    after it ends: exit 130 / 143 with one line, not a traceback or a bare death by signal
+    (issue #16: preempted jobs must exit like preempted jobs). Inside the loop the runner's own
+    handler checkpoints first."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        print(
+            f"drl: stopped by {name} outside the training loop; nothing new to save (the "
+            "latest checkpoint, if any, is kept).",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -527,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if command == "train":
+        _stop_cleanly_outside_training()
     try:
         return commands[command](rest)
     except DrlError as exc:

@@ -25,8 +25,11 @@ SEEDS = (1, 2, 3)
 @pytest.fixture(scope="module")
 def pool():
     # spawn: a fresh interpreter per worker (forking a process that already ran torch's OpenMP
-    # pool can deadlock); two workers for the two cores the suite is sized for.
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
+    # pool can deadlock). The suite is sized for two cores: two one-thread runs at a time, or
+    # one at a time with DRL_TEST_TORCH_THREADS=2 (spinning OpenMP threads on shared cores
+    # slow every run down many times over, issue #15).
+    workers = max(2 // TEST_THREADS, 1)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
         yield ex
 
 

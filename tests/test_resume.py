@@ -496,3 +496,24 @@ def test_nstep_returns_never_straddle_a_resume_with_restarted_envs(tmp_path, har
     # The resume row itself is the one marked: a truncation, not a termination.
     r = 1000 // 2 - 1
     assert replay["truncated"][r].all() and not replay["terminated"][r].any()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_signal_before_training_exits_cleanly(drl, clean_env, tmp_path, sig):
+    """A preemption during start-up (imports, config, envs) exits 143 / 130 with one line,
+    never a traceback or a death by the signal (exit -15), which the soak check had seen."""
+    env = dict(clean_env, DRL_TEST_SLOW_IMPORT_S="30")
+    proc = subprocess.Popen(
+        [drl, "train", "env.imports=[tests.envs_slow_import]", f"hydra.run.dir={tmp_path}/r"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(4)
+    os.killpg(proc.pid, sig)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 128 + sig, out
+    assert "outside the training loop" in out and "Traceback" not in out, out

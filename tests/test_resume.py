@@ -348,7 +348,8 @@ def test_resuming_a_finished_run_logs_nothing_new(tmp_path):
         (["algo=ppo", "algo.anneal_lr=true"], "charts/learning_rate"),
         (["algo=a2c", "algo.anneal_lr=true"], "charts/learning_rate"),
         (
-            ["algo=a3c", "algo.num_workers=2", "algo.anneal_lr=true", "algo.report_every=256"],
+            # One learner: with two, their racing report windows make the averaged lr noisy.
+            ["algo=a3c", "algo.num_workers=1", "algo.anneal_lr=true", "algo.report_every=256"],
             "charts/learning_rate",
         ),
         (
@@ -357,6 +358,7 @@ def test_resuming_a_finished_run_logs_nothing_new(tmp_path):
                 "algo.learning_starts=256",
                 "algo.exploration_fraction=1.0",
                 "algo.train_freq=4",
+                "algo.gradient_steps=1",
                 "algo.batch_size=32",
                 "env.num_envs=1",
             ],

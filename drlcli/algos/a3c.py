@@ -148,7 +148,8 @@ def _worker(
                     start = step - buf.size
                     progress = budget_progress(start, budget.value, anchor[0], anchor[1])
                     group["lr"] = cfg.learning_rate * (1.0 - progress)
-                    anchor[2] = progress  # the latest progress a learner annealed to
+                    if progress < 1.0:  # a learner past the budget (a race) trained no more
+                        anchor[2] = progress  # the latest progress a learner annealed to
             for lp, sp in zip(local.parameters(), shared_model.parameters()):
                 sp.grad = lp.grad  # 4. lock-free update of the shared model
             optimizer.step()

@@ -49,6 +49,19 @@ def popen(drl, args, cwd, env):
     )
 
 
+def signal_at_step(proc: subprocess.Popen, step: int, send) -> tuple[str, str]:
+    """Read a plain-progress run's output until it reports ``step``, call ``send()``, and wait
+    for it to exit; returns (output before the signal, output after)."""
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("step") and int(line.split()[1].split("/")[0]) >= step:
+            send()
+            break
+    return "".join(lines), proc.communicate(timeout=120)[0]
+
+
 def final_state(run_dir: Path) -> dict:
     return ckpt.latest_loadable(run_dir / "checkpoints")
 
@@ -137,15 +150,8 @@ def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path, algo)
 
     resumed = tmp_path / "resumed"
     proc = popen(drl, [*args, f"hydra.run.dir={resumed}"], tmp_path, clean_env)
-    lines = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("step") and int(line.split()[1].split("/")[0]) >= total // 2:
-            proc.send_signal(signal.SIGTERM)
-            break
-    rest = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 143, "".join(lines) + rest
+    before, rest = signal_at_step(proc, total // 2, lambda: proc.send_signal(signal.SIGTERM))
+    assert proc.returncode == 143, before + rest
     assert "Resume with:" in rest and f"drl train resume={resumed}" in rest
     stopped_at = final_state(resumed)["step"]
     assert total // 2 <= stopped_at < total
@@ -426,15 +432,9 @@ def test_group_signal_checkpoints_and_resumes(drl, clean_env, tmp_path, mode, si
         text=True,
         start_new_session=True,  # its own process group, as a batch job has
     )
-    lines = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("step") and int(line.split()[1].split("/")[0]) >= STEPS // 4:
-            os.killpg(proc.pid, sig)  # kill -TERM -- -PGID, or Ctrl-C in a terminal
-            break
-    rest = proc.communicate(timeout=120)[0]
-    output = "".join(lines) + rest
+    # kill -TERM -- -PGID, or Ctrl-C in a terminal
+    before, rest = signal_at_step(proc, STEPS // 4, lambda: os.killpg(proc.pid, sig))
+    output = before + rest
     assert proc.returncode == 128 + sig, output
     assert f"drl train resume={run_dir}" in rest and "Traceback" not in output, output
     stopped_at = final_state(run_dir)["step"]

@@ -23,6 +23,8 @@ _NAME = re.compile(r"^step_(\d+)\.pt$")
 
 
 def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save ``obj`` to ``path`` through a temporary file and a rename, so a crash or
+    SIGKILL mid-write never leaves a half-written checkpoint under the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -60,6 +62,10 @@ def _test_delay() -> None:
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only`` torch.load).
+
+    Returns the payload dict (``config``, ``algo``, ``env``, ``rng``, ``schedule``, ``step``, ...).
+    Raises DrlError when the file is missing, truncated/corrupt, or not a drlcli checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise DrlError(f"Checkpoint '{path}' does not exist.")
@@ -76,6 +82,7 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 
 
 def checkpoint_path(ckpt_dir: Path, step: int) -> Path:
+    """``ckpt_dir/step_<10-digit step>.pt``: names sort by env step."""
     return ckpt_dir / f"step_{step:010d}.pt"
 
 
@@ -118,6 +125,7 @@ def save_checkpoint(
 
 
 def atomic_write_bytes(data: bytes, path: Path) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file + rename), as :func:`atomic_save`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -162,6 +170,7 @@ def latest_loadable(ckpt_dir: Path, map_location: str | torch.device = "cpu") ->
 
 
 def rng_state() -> dict[str, Any]:
+    """The Python, NumPy and torch (CPU and CUDA) generator states, for an exact resume."""
     import random
 
     import numpy as np
@@ -180,6 +189,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore generator states saved by :func:`rng_state`."""
     import random
 
     import numpy as np

@@ -195,8 +195,10 @@ class OffPolicyConfig:
     buffer_size: int = 1_000_000  # transitions kept (summed over envs)
     learning_starts: int = 100  # env steps of uniformly random actions before learning
     batch_size: int = 256
-    train_freq: int = 1  # vector env steps between learning phases
-    gradient_steps: int = 1  # gradient steps per learning phase
+    # Replay ratio gradient_steps / train_freq per env step, the same for any env.num_envs
+    # (issue #21): with N envs a vector step is N env steps and owes N x that many updates.
+    train_freq: int = 1  # env steps (all envs together) between learning phases
+    gradient_steps: int = 1  # gradient steps per train_freq env steps
     gamma: float = 0.99
     learning_rate: float = 3e-4
     tau: float = 0.005  # polyak coefficient for target networks (1.0 = hard copy)

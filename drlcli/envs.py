@@ -22,7 +22,7 @@ import os
 import pickle
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -31,7 +31,6 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from drlcli import interrupts
 from drlcli.config import EnvConfig
 from drlcli.errors import DrlError, did_you_mean
 
@@ -362,6 +361,9 @@ class Episode:
 
 @dataclass
 class StepResult:
+    """What :meth:`VecEnv.step` returns for the ``num_envs`` envs (the collector turns it into
+    the algorithm's ``VectorStep``)."""
+
     obs: np.ndarray  # (num_envs, *obs_shape) next observations (reset obs where an episode ended)
     reward: np.ndarray  # (num_envs,) float32, normalized if reward normalization is on
     terminated: np.ndarray  # (num_envs,) bool: MDP terminal state, no bootstrap
@@ -698,61 +700,3 @@ def eval_env_config(cfg: EnvConfig) -> EnvConfig:
     return dataclasses.replace(
         cfg, normalize_reward=False, episodic_life=False, clip_reward_sign=False
     )
-
-
-def evaluate(
-    policy: Any,
-    env: VecEnv,
-    episodes: int,
-    deterministic: bool,
-    seed: int,
-    max_episode_steps: int | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> list[float]:
-    """Run exactly ``episodes`` episodes (the first one of each of ``env.num_envs`` envs, in as
-    many passes as needed) and return their raw returns. ``policy.predict(obs, deterministic)``
-    maps a float32 batch of observations to actions. An episode still running after
-    ``max_episode_steps`` steps is cut there (its return so far counts) and ``warn`` says so: an
-    env without a time limit may never end one. Raises ``interrupts.Interrupted`` when a stop
-    request (SIGINT / SIGTERM) outlasts its grace period."""
-    returns: list[float] = []
-    cut = 0
-    pass_idx = 0
-    while len(returns) < episodes:
-        want = min(env.num_envs, episodes - len(returns))
-        obs = env.reset(seed=seed + 1000 * pass_idx)
-        env.drain_episodes()
-        finished = np.zeros(env.num_envs, dtype=bool)
-        ep_returns = np.zeros(env.num_envs)
-        reset_state = getattr(policy, "reset_predict_state", None)
-        ended = getattr(policy, "episodes_ended", None)
-        if reset_state is not None:
-            reset_state(env.num_envs)
-        t = 0
-        while not finished[:want].all():
-            interrupts.check()
-            result = env.step(policy.predict(obs, deterministic))
-            t += 1
-            if ended is not None:
-                ended(result.terminated | result.truncated)
-            obs = result.obs
-            ep_returns += np.where(finished, 0.0, result.reward)  # raw: eval never normalizes
-            finished |= result.terminated | result.truncated
-            if max_episode_steps is not None and t >= max_episode_steps:
-                cut += int((~finished[:want]).sum())
-                break
-        env.drain_episodes()
-        returns.extend(float(r) for r in ep_returns[:want])
-        pass_idx += 1
-    if cut:
-        (warn or _warn)(
-            f"drl: warning: {cut} of {episodes} evaluation episodes of {env.cfg.id} were cut at "
-            f"eval.max_episode_steps={max_episode_steps} steps (the env had not ended them); "
-            "their returns are partial. Give the env a time limit (env.max_episode_steps) or "
-            "raise eval.max_episode_steps."
-        )
-    return returns
-
-
-def _warn(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

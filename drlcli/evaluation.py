@@ -12,8 +12,9 @@ import torch
 from drlcli import checkpoint as ckpt
 from drlcli import registry
 from drlcli.algos.base import Algorithm, EnvInfo
+from drlcli.collector import evaluate
 from drlcli.config import EnvConfig, TrainConfig, train_config_from_dict
-from drlcli.envs import VecEnv, eval_env_config, evaluate, make_single_env
+from drlcli.envs import VecEnv, eval_env_config, make_single_env
 from drlcli.errors import DrlError
 from drlcli.hardware import resolve_device
 from drlcli.runner import MAX_EVAL_ENVS

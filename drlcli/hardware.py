@@ -15,6 +15,8 @@ from drlcli.errors import DrlError
 
 @dataclass
 class Resolved:
+    """What a run's hardware settings resolved to on this machine (saved in run_info.json)."""
+
     device: str
     torch_threads: int
     vectorization: str
@@ -25,6 +27,7 @@ class Resolved:
 
 
 def available_cores() -> int:
+    """Cores this process may run on (CPU affinity: SLURM's share, taskset), else the count."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -32,6 +35,8 @@ def available_cores() -> int:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``hardware.device`` (cpu, cuda, cuda:N, auto) -> torch.device. Raises DrlError naming
+    the valid choices for an unknown name, or when CUDA is asked for and absent."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
@@ -86,6 +91,11 @@ def resolve_workers(cfg: HardwareConfig, num_envs: int) -> tuple[int, int]:
 
 
 def setup(cfg: HardwareConfig, seed: int, num_envs: int = 1) -> tuple[torch.device, Resolved]:
+    """Resolve ``cfg`` for a run of ``num_envs`` envs: the device, env worker processes, seeds
+    and determinism flags; the thread count is set later by :func:`choose_threads` (it depends
+    on the network). Returns (device, what was chosen, with notes to print at start). Raises
+    DrlError for settings that cannot work here (no CUDA, workers that do not divide num_envs).
+    """
     notes = []
     device = resolve_device(cfg.device)
     if cfg.device == "auto":
@@ -144,6 +154,7 @@ def choose_threads(cfg: HardwareConfig, resolved: Resolved, image_obs: bool) -> 
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators from ``seed``."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

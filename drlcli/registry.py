@@ -23,7 +23,7 @@ from drlcli.errors import DrlError, did_you_mean
 ALGORITHM_MODULES = (
     "drlcli.algos.ppo",
     "drlcli.algos.a2c",
-    "drlcli.algos.a3c",
+    "drlcli.a3c",  # a runner-level mode: its workers step their own envs
     "drlcli.algos.reinforce",
     "drlcli.algos.trpo",
     "drlcli.algos.dqn",
@@ -86,14 +86,14 @@ def check_compatible(name: str, observation_space: gym.Space, action_space: gym.
             f"algo={name} needs a {_space_names(s.observation_spaces)} observation space, got "
             f"{observation_space}; wrap the env (env.wrappers) to produce array observations."
         )
-    if isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 3:
-        if not s.images:
-            image_algos = sorted(n for n, other in specs().items() if other.images)
-            raise DrlError(
-                f"algo={name} takes vector observations; this env gives images "
-                f"{observation_space.shape}. Image observations get a Nature-CNN policy with "
-                f"{' or '.join(image_algos)} (e.g. `drl train algo=ppo env=pong`)."
-            )
+    image = isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 3
+    if image and not s.images:
+        image_algos = sorted(n for n, other in specs().items() if other.images)
+        raise DrlError(
+            f"algo={name} takes vector observations; this env gives images "
+            f"{observation_space.shape}. Image observations get a Nature-CNN policy with "
+            f"{' or '.join(image_algos)} (e.g. `drl train algo=ppo env=pong`)."
+        )
 
 
 def build(cfg: object, env_info: EnvInfo, device: torch.device) -> Algorithm:

@@ -22,8 +22,9 @@ from omegaconf import OmegaConf
 from drlcli import checkpoint as ckpt
 from drlcli import hardware, interrupts, registry
 from drlcli.algos.base import Algorithm, EnvInfo
+from drlcli.collector import Collector, evaluate
 from drlcli.config import TrainConfig
-from drlcli.envs import VecEnv, eval_env_config, evaluate
+from drlcli.envs import VecEnv, eval_env_config
 from drlcli.errors import DrlError
 from drlcli.interrupts import Interrupted
 from drlcli.logger import Logger, flatten
@@ -35,6 +36,8 @@ MAX_EVAL_ENVS = 16
 
 @dataclass
 class RunResult:
+    """What a run reports (result.json, the summary table, a sweep's objective)."""
+
     run_dir: str
     status: str  # finished | solved | pruned | interrupted
     global_step: int
@@ -117,14 +120,19 @@ def _in_main_thread() -> bool:
 
 
 def env_info_of(env: VecEnv) -> EnvInfo:
+    """The spaces and env count an algorithm is built for (it never gets the env itself)."""
     return EnvInfo(env.single_observation_space, env.single_action_space, env.num_envs)
 
 
-def build_envs(cfg: TrainConfig, vectorization: str, num_workers: int = 0) -> tuple[VecEnv, VecEnv]:
+def build_envs(
+    cfg: TrainConfig, vectorization: str, num_workers: int = 0, num_envs: int | None = None
+) -> tuple[VecEnv, VecEnv]:
+    """The training envs (``num_envs``, default ``env.num_envs``) and the evaluation envs (one
+    per eval episode, at most MAX_EVAL_ENVS; raw rewards, seeds apart from training's)."""
     gamma = float(getattr(cfg.algo, "gamma", 0.99))
     env = VecEnv(
         cfg.env,
-        cfg.env.num_envs,
+        cfg.env.num_envs if num_envs is None else num_envs,
         cfg.seed,
         vectorization,
         gamma,
@@ -141,6 +149,8 @@ def build_envs(cfg: TrainConfig, vectorization: str, num_workers: int = 0) -> tu
 def run_evaluation(
     algo: Algorithm, env: VecEnv, eval_env: VecEnv, cfg: TrainConfig, warn: Any = None
 ) -> list[float]:
+    """``eval.episodes`` raw episode returns of ``algo`` on ``eval_env``, with the training
+    env's observation statistics frozen into it (collector.evaluate)."""
     eval_env.sync_normalization_from(env)
     return evaluate(
         algo,
@@ -156,6 +166,7 @@ def run_evaluation(
 def save_run_files(
     cfg: TrainConfig, run_dir: Path, command: str, resolved: Any, resumed_from: int | None
 ) -> None:
+    """config.yaml, command.txt and run_info.json (a resume appends to the last two)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     info_path = run_dir / "run_info.json"
@@ -220,17 +231,31 @@ def load_resume_state(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
 
 
 def train(cfg: TrainConfig, run_dir: Path | str, command: str = "") -> RunResult:
+    """Train ``cfg.algo`` on ``cfg.env`` for ``cfg.total_timesteps`` env steps (all envs
+    together; on-policy methods round up to whole rollouts), writing TensorBoard events,
+    checkpoints, result.json and the run files into ``run_dir``.
+
+    ``cfg.resume`` continues from the run's latest loadable checkpoint. SIGINT/SIGTERM stop the
+    run after the current iteration with a checkpoint (status "interrupted"). Raises DrlError
+    for settings that cannot work, an incompatible env, a config that differs from the
+    checkpoint's, or divergence (non-finite parameters; the bad state is not saved).
+    """
     validate(cfg)
     run_dir = Path(run_dir)
     resume_state = load_resume_state(cfg, run_dir)
     device, resolved = hardware.setup(cfg.hardware, cfg.seed, cfg.env.num_envs)
-    env, eval_env = build_envs(cfg, resolved.vectorization, resolved.num_workers)
+    # A3C's workers step envs of their own: the runner's env only gives spaces and counts.
+    asynchronous = registry.spec(cfg.algo.name).family == "asynchronous"
+    env, eval_env = build_envs(
+        cfg, resolved.vectorization, resolved.num_workers, 1 if asynchronous else None
+    )
     hardware.choose_threads(cfg.hardware, resolved, is_image(env.single_observation_space))
     algo: Algorithm | None = None
     try:
         algo = registry.build(cfg.algo, env_info_of(env), device)
         algo.set_budget(cfg.total_timesteps)
-        return _train_loop(cfg, run_dir, command, algo, env, eval_env, resolved, resume_state)
+        collector = Collector(env, algo, asynchronous)
+        return _train_loop(cfg, run_dir, command, algo, collector, eval_env, resolved, resume_state)
     finally:
         if algo is not None:
             algo.close()
@@ -333,106 +358,202 @@ def _train_loop(
     run_dir: Path,
     command: str,
     algo: Algorithm,
-    env: VecEnv,
+    collector: Collector,
     eval_env: VecEnv,
     resolved: Any,
     resume_state: dict[str, Any] | None = None,
 ) -> RunResult:
-    start_step = int(resume_state["step"]) if resume_state else 0
-    # A requeued job whose run had already finished: evaluate and report, log nothing new.
-    already_done = resume_state is not None and start_step >= cfg.total_timesteps
-    save_run_files(cfg, run_dir, command, resolved, start_step if resume_state else None)
-    ckpt_dir = run_dir / "checkpoints"
-    title = f"{cfg.algo.name} {cfg.env.id} s{cfg.seed}"
-    logger = Logger(
-        run_dir,
-        cfg.total_timesteps,
-        cfg.log.tensorboard and not already_done,
-        cfg.log.progress,
-        cfg.log.console_every_s,
-        title=title,
-        start_step=start_step,
-        # TensorBoard drops events past the checkpoint that a killed process had logged (all of
-        # them when a requeued `resume=auto` job starts over before its first checkpoint).
-        purge_step=(
-            start_step + 1
-            if resume_state
-            else (0 if any(run_dir.glob("events.out.tfevents.*")) else None)
-        ),
-    )
-    inf = math.inf
-    schedule: dict[str, float] = {
-        "next_eval": cfg.eval.every if cfg.eval.every > 0 else inf,
-        "next_ckpt": cfg.checkpoint.every if cfg.checkpoint.every > 0 else inf,
-        "next_log": 0,
-        "budget": float(cfg.total_timesteps),
-    }
-    if resume_state:
-        schedule = _restore(cfg, resume_state, algo, env, logger.line)
-        algo.set_budget(cfg.total_timesteps, *_anchor(schedule))
-        if already_done:
-            logger.line(
-                f"drl: this run already reached step {start_step} (total_timesteps="
-                f"{cfg.total_timesteps}); evaluating only. Pass a larger total_timesteps to go on."
-            )
-    else:
-        params = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
-        params["hardware.resolved_device"] = resolved.device
-        params["hardware.resolved_threads"] = resolved.torch_threads
-        params["hardware.resolved_workers"] = resolved.num_workers
-        logger.hparams(params)
-    for note in resolved.notes:
-        logger.line(f"drl: {note}")
-    workers = (
-        f", {resolved.num_workers} env worker process(es) x <= {resolved.envs_per_worker} envs"
-        if resolved.num_workers
-        else ""
-    )
-    logger.line(
-        f"drl: training {cfg.algo.name} on {cfg.env.id} ({cfg.env.num_envs} envs, seed "
-        f"{cfg.seed}) on {resolved.device} with {resolved.torch_threads} thread(s){workers} "
-        f"-> {run_dir}"
-    )
-    for line in getattr(algo, "summary_lines", list)():
-        logger.line(line)
-    if not env.has_time_limit:
+    """collect -> update -> log -> (eval) -> (checkpoint) until the budget is spent, a target is
+    reached or a signal asks to stop; then checkpoint, evaluate and report (see TrainingRun)."""
+    run = TrainingRun(cfg, run_dir, command, algo, collector, eval_env, resolved, resume_state)
+    with _Interrupt(cfg.checkpoint.stop_grace_s) as interrupt:
+        try:
+            run.start()
+            while run.env.global_step < cfg.total_timesteps and run.iterate():
+                if interrupt.signal is not None:
+                    run.status = "interrupted"
+                    break
+        except BaseException:
+            run.logger.close()
+            raise
+        run.wind_down()
+    return run.report(interrupt.signal)
+
+
+class TrainingRun:
+    """One training run's loop state and its named steps (split from one 200-line loop, #18).
+
+    ``start`` restores a checkpoint or logs hyperparameters and says what was chosen;
+    ``iterate`` is one collect + update + bookkeeping round (False: stop); ``wind_down``
+    checkpoints and runs the final evaluation; ``report`` writes result.json and the summary.
+    Divergence is detected from values (non-finite parameters or losses), never from an
+    exception's text.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        command: str,
+        algo: Algorithm,
+        collector: Collector,
+        eval_env: VecEnv,
+        resolved: Any,
+        resume_state: dict[str, Any] | None,
+    ):
+        self.cfg, self.run_dir, self.command = cfg, run_dir, command
+        self.algo, self.collector, self.env, self.eval_env = (
+            algo,
+            collector,
+            collector.env,
+            eval_env,
+        )
+        self.resolved, self.resume_state = resolved, resume_state
+        self.start_step = int(resume_state["step"]) if resume_state else 0
+        # A requeued job whose run had already finished: evaluate and report, log nothing new.
+        self.already_done = resume_state is not None and self.start_step >= cfg.total_timesteps
+        self.ckpt_dir = run_dir / "checkpoints"
+        save_run_files(cfg, run_dir, command, resolved, self.start_step if resume_state else None)
+        self.logger = Logger(
+            run_dir,
+            cfg.total_timesteps,
+            cfg.log.tensorboard and not self.already_done,
+            cfg.log.progress,
+            cfg.log.console_every_s,
+            title=f"{cfg.algo.name} {cfg.env.id} s{cfg.seed}",
+            start_step=self.start_step,
+            # TensorBoard drops events past the checkpoint that a killed process had logged
+            # (all of them when a requeued `resume=auto` job starts over before its first
+            # checkpoint).
+            purge_step=(
+                self.start_step + 1
+                if resume_state
+                else (0 if any(run_dir.glob("events.out.tfevents.*")) else None)
+            ),
+        )
+        inf = math.inf
+        self.schedule: dict[str, float] = {
+            "next_eval": cfg.eval.every if cfg.eval.every > 0 else inf,
+            "next_ckpt": cfg.checkpoint.every if cfg.checkpoint.every > 0 else inf,
+            "next_log": 0,
+            "budget": float(cfg.total_timesteps),
+        }
+        self.target = (
+            cfg.eval.target_return if cfg.eval.target_return is not None else cfg.env.solved_return
+        )
+        self.status = "finished"  # finished | solved | interrupted
+        self.solved_at: int | None = None
+        self.eval_returns: list[float] = []
+        self.last_eval_step = -1
+        self.last_sps_step = -1
+        self.t0 = time.perf_counter()
+        self.train_time = 0.0
+
+    # --- start -------------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg, logger, resolved, env = self.cfg, self.logger, self.resolved, self.env
+        if self.resume_state:
+            self.schedule = _restore(cfg, self.resume_state, self.algo, env, logger.line)
+            self.algo.set_budget(cfg.total_timesteps, *_anchor(self.schedule))
+            if self.already_done:
+                logger.line(
+                    f"drl: this run already reached step {self.start_step} (total_timesteps="
+                    f"{cfg.total_timesteps}); evaluating only. Pass a larger total_timesteps "
+                    "to go on."
+                )
+        else:
+            params = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
+            params["hardware.resolved_device"] = resolved.device
+            params["hardware.resolved_threads"] = resolved.torch_threads
+            params["hardware.resolved_workers"] = resolved.num_workers
+            logger.hparams(params)
+        for note in resolved.notes:
+            logger.line(f"drl: {note}")
+        workers = (
+            f", {resolved.num_workers} env worker process(es) x <= {resolved.envs_per_worker} envs"
+            if resolved.num_workers
+            else ""
+        )
+        envs = f"{cfg.env.num_envs} envs"
+        if self.collector.asynchronous:  # A3C: the workers' envs, not env.num_envs
+            algo_cfg: Any = cfg.algo
+            envs = f"{algo_cfg.num_workers} learner processes x {algo_cfg.envs_per_worker} envs"
         logger.line(
-            f"drl: warning: {cfg.env.id} has no time limit (no max_episode_steps registered, "
-            "env.max_episode_steps unset): if its episodes can go on forever, no episode is "
-            "logged, algorithms that learn from whole episodes (reinforce) learn nothing, and "
-            f"evaluation episodes are cut at eval.max_episode_steps={cfg.eval.max_episode_steps}. "
-            "Set env.max_episode_steps=N."
+            f"drl: training {cfg.algo.name} on {cfg.env.id} ({envs}, seed "
+            f"{cfg.seed}) on {resolved.device} with {resolved.torch_threads} thread(s){workers} "
+            f"-> {self.run_dir}"
         )
+        for line in getattr(self.algo, "summary_lines", list)():
+            logger.line(line)
+        if not env.has_time_limit:
+            logger.line(
+                f"drl: warning: {cfg.env.id} has no time limit (no max_episode_steps registered, "
+                "env.max_episode_steps unset): if its episodes can go on forever, no episode is "
+                "logged, algorithms that learn from whole episodes (reinforce) learn nothing, and "
+                "evaluation episodes are cut at "
+                f"eval.max_episode_steps={cfg.eval.max_episode_steps}. "
+                "Set env.max_episode_steps=N."
+            )
+        self.t0 = time.perf_counter()
 
-    target = cfg.eval.target_return if cfg.eval.target_return is not None else cfg.env.solved_return
-    status = "finished"
-    solved_at: int | None = None
-    eval_returns: list[float] = []
-    last_eval_step = -1
-    last_sps_step = -1
-    t0 = time.perf_counter()
+    # --- one iteration -----------------------------------------------------------------------
+    def iterate(self) -> bool:
+        """One collect + update round and its bookkeeping; False when the loop must stop."""
+        metrics = self.learn()
+        if metrics is None:
+            return False
+        step = self.env.global_step
+        self.check_losses(step, metrics)
+        for ep in self.env.drain_episodes():
+            self.logger.episode(ep.ret, ep.length, ep.step)
+        if step >= self.schedule["next_log"]:
+            self.log(step, metrics)
+        if step >= self.schedule["next_eval"] and not self.periodic_evaluation(step):
+            return False
+        if step >= self.schedule["next_ckpt"]:
+            self.save(step)
+            self.schedule["next_ckpt"] = step + self.cfg.checkpoint.every
+        self.logger.progress(step)
+        return True
 
-    def check_params(step: int) -> None:
-        # A full parameter scan: on each log dump and before every save, not every iteration.
-        bad_param = algo.check_finite()
+    def learn(self) -> dict[str, float] | None:
+        """Collect, then update; the update's metrics, or None when a loop that would not end
+        gave up on a stop request (then the run checkpoints what it has)."""
+        cfg, algo, schedule = self.cfg, self.algo, self.schedule
+        progress = budget_progress(self.env.global_step, cfg.total_timesteps, *_anchor(schedule))
+        try:
+            self.collector.collect()
+            metrics = algo.update(progress)
+            schedule["last_progress"] = algo.schedule_progress(progress)
+        except Interrupted:
+            self.status = "interrupted"
+            return None
+        except (RuntimeError, ValueError) as exc:
+            # NaN parameters make sampling and distributions raise; anything else is not
+            # divergence (NaN inputs from the env are stopped in VecEnv.step).
+            bad_param = algo.check_finite()
+            if bad_param:
+                raise self.diverged(self.env.global_step, f"parameter {bad_param}") from exc
+            raise
+        return metrics
+
+    def check_losses(self, step: int, metrics: dict[str, float]) -> None:
+        """Only what reached the parameters is divergence: a NaN diagnostic (the explained
+        variance of one sample or of constant returns) is logged as it is."""
+        bad = [k for k, v in metrics.items() if k.startswith("losses/") and not math.isfinite(v)]
+        bad_param = self.algo.check_finite() if bad else None
         if bad_param:
-            raise diverged(step, f"parameter {bad_param}")
+            losses = ", ".join(f"{k}={metrics[k]}" for k in bad)
+            raise self.diverged(step, f"parameter {bad_param} (losses: {losses})")
 
-    def save(step: int) -> None:
-        check_params(step)
-        ckpt.save_checkpoint(
-            ckpt_dir,
-            step,
-            _payload(cfg, algo, env, schedule),
-            cfg.checkpoint.keep_last,
-            env.snapshot(),
-        )
+    def check_params(self, step: int) -> None:
+        # A full parameter scan: on each log dump and before every save, not every iteration.
+        bad_param = self.algo.check_finite()
+        if bad_param:
+            raise self.diverged(step, f"parameter {bad_param}")
 
-    def evaluation() -> list[float]:
-        return run_evaluation(algo, env, eval_env, cfg, logger.line)
-
-    def diverged(step: int, what: str) -> DrlError:
-        last = ckpt.list_checkpoints(ckpt_dir)
+    def diverged(self, step: int, what: str) -> DrlError:
+        last = ckpt.list_checkpoints(self.ckpt_dir)
         kept = f" The last good checkpoint is {last[-1][1]}." if last else ""
         return DrlError(
             f"Training diverged at env step {step}: {what} is not finite. Stopped without "
@@ -440,134 +561,111 @@ def _train_loop(
             "algo.max_grad_norm, or observation/reward normalization."
         )
 
-    with _Interrupt(cfg.checkpoint.stop_grace_s) as interrupt:
-        try:
-            while env.global_step < cfg.total_timesteps:
-                progress = budget_progress(env.global_step, cfg.total_timesteps, *_anchor(schedule))
-                try:
-                    algo.collect(env)
-                    metrics = algo.update(progress)
-                    schedule["last_progress"] = algo.schedule_progress(progress)
-                except Interrupted:
-                    status = "interrupted"  # a loop that would not end: checkpoint what we have
-                    break
-                except (RuntimeError, ValueError) as exc:
-                    # NaN parameters make sampling and distributions raise; anything else is
-                    # not divergence (NaN inputs from the env are stopped in VecEnv.step).
-                    bad_param = algo.check_finite()
-                    if bad_param:
-                        raise diverged(env.global_step, f"parameter {bad_param}") from exc
-                    raise
-                step = env.global_step
-                bad = [
-                    k
-                    for k, v in metrics.items()
-                    if k.startswith("losses/") and not math.isfinite(v)
-                ]
-                # Only what reached the parameters is divergence: a NaN diagnostic (the
-                # explained variance of one sample or of constant returns) is logged as it is.
-                bad_param = algo.check_finite() if bad else None
-                if bad_param:
-                    losses = ", ".join(f"{k}={metrics[k]}" for k in bad)
-                    raise diverged(step, f"parameter {bad_param} (losses: {losses})")
-                for ep in env.drain_episodes():
-                    logger.episode(ep.ret, ep.length, ep.step)
-                if step >= schedule["next_log"]:
-                    check_params(step)
-                    logger.record_dict(metrics)
-                    logger.record("charts/SPS", logger.sps(step))
-                    logger.dump(step)
-                    schedule["next_log"] = step + cfg.log.every
-                    last_sps_step = step
-                if step >= schedule["next_eval"]:
-                    try:
-                        eval_returns = evaluation()
-                    except Interrupted:
-                        status = "interrupted"
-                        break
-                    last_eval_step = step
-                    logger.eval_result(
-                        step,
-                        float(np.mean(eval_returns)),
-                        float(np.std(eval_returns)),
-                        len(eval_returns),
-                    )
-                    logger.dump(step)
-                    schedule["next_eval"] = step + cfg.eval.every
-                    if (
-                        cfg.eval.early_stop
-                        and target is not None
-                        and np.mean(eval_returns) >= target
-                    ):
-                        solved_at = step
-                        status = "solved"
-                        logger.line(f"solved: mean eval return >= {target} at step {step}")
-                        break
-                if step >= schedule["next_ckpt"]:
-                    save(step)
-                    schedule["next_ckpt"] = step + cfg.checkpoint.every
-                logger.progress(step)
-                if interrupt.signal is not None:
-                    status = "interrupted"
-                    break
-        except BaseException:
-            logger.close()
-            raise
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        self.check_params(step)
+        self.logger.record_dict(metrics)
+        self.logger.record("charts/SPS", self.logger.sps(step))
+        self.logger.dump(step)
+        self.schedule["next_log"] = step + self.cfg.log.every
+        self.last_sps_step = step
 
-        step = env.global_step
-        train_time = time.perf_counter() - t0
-        # Checkpoint first, before the final evaluation: a preempted job may get little time
-        # before SIGKILL, and an evaluation that does not end must not cost the trained model.
-        if status == "interrupted" or not already_done:
-            save(step)
-        if status != "interrupted" and (
-            (status == "finished" and last_eval_step != step) or not eval_returns
+    def evaluation(self) -> list[float]:
+        return run_evaluation(self.algo, self.env, self.eval_env, self.cfg, self.logger.line)
+
+    def record_evaluation(self, step: int) -> None:
+        r = self.eval_returns
+        self.logger.eval_result(step, float(np.mean(r)), float(np.std(r)), len(r))
+
+    def periodic_evaluation(self, step: int) -> bool:
+        """Evaluate and log; False when the run stops here (solved, or interrupted)."""
+        cfg = self.cfg
+        try:
+            self.eval_returns = self.evaluation()
+        except Interrupted:
+            self.status = "interrupted"
+            return False
+        self.last_eval_step = step
+        self.record_evaluation(step)
+        self.logger.dump(step)
+        self.schedule["next_eval"] = step + cfg.eval.every
+        target = self.target
+        if cfg.eval.early_stop and target is not None and np.mean(self.eval_returns) >= target:
+            self.solved_at = step
+            self.status = "solved"
+            self.logger.line(f"solved: mean eval return >= {target} at step {step}")
+            return False
+        return True
+
+    def save(self, step: int) -> None:
+        self.check_params(step)
+        ckpt.save_checkpoint(
+            self.ckpt_dir,
+            step,
+            _payload(self.cfg, self.algo, self.env, self.schedule),
+            self.cfg.checkpoint.keep_last,
+            self.env.snapshot(),
+        )
+
+    # --- the end -----------------------------------------------------------------------------
+    def wind_down(self) -> None:
+        """Checkpoint first, then the final evaluation: a preempted job may get little time
+        before SIGKILL, and an evaluation that does not end must not cost the trained model."""
+        step = self.env.global_step
+        self.train_time = time.perf_counter() - self.t0
+        if self.status == "interrupted" or not self.already_done:
+            self.save(step)
+        if self.status != "interrupted" and (
+            (self.status == "finished" and self.last_eval_step != step) or not self.eval_returns
         ):
             try:
-                eval_returns = evaluation()
-                logger.eval_result(
-                    step,
-                    float(np.mean(eval_returns)),
-                    float(np.std(eval_returns)),
-                    len(eval_returns),
-                )
+                self.eval_returns = self.evaluation()
+                self.record_evaluation(step)
             except Interrupted:
-                status = "interrupted"
-        if last_sps_step != step:  # one SPS point per step
-            logger.record("charts/SPS", logger.sps(step))
-        logger.dump(step)
-    wall = time.perf_counter() - t0
-    mean_ret = float(np.mean(eval_returns)) if eval_returns else float("nan")
-    result = RunResult(
-        run_dir=str(run_dir),
-        status=status,
-        global_step=step,
-        eval_mean_return=mean_ret,
-        eval_std_return=float(np.std(eval_returns)) if eval_returns else float("nan"),
-        wall_time_s=wall,
-        train_time_s=train_time,
-        sps=(step - start_step) / train_time if train_time > 0 else 0.0,
-        solved_at_step=solved_at,
-        interrupted_by=interrupt.signal if status == "interrupted" else None,
-    )
-    write_result(run_dir, result, resumed=resume_state is not None, already_done=already_done)
-    logger.close(
-        {
-            "status": status,
-            "env steps": step,
-            "episodes": logger.episodes,
-            "eval mean return": result.eval_mean_return,
-            "eval std return": result.eval_std_return,
-            "wall time (s)": wall,
-            "SPS": result.sps,
-            "run dir": str(run_dir),
-        }
-    )
-    if status == "interrupted":
-        print(
-            f"drl: stopped by {interrupt.signal} at step {step}; checkpoint saved in {ckpt_dir}. "
-            f"Resume with:\n  drl train resume={run_dir}",
-            file=sys.stderr,
-            flush=True,
+                self.status = "interrupted"
+        if self.last_sps_step != step:  # one SPS point per step
+            self.logger.record("charts/SPS", self.logger.sps(step))
+        self.logger.dump(step)
+
+    def report(self, signal_name: str | None) -> RunResult:
+        """Write result.json, print the summary (and how to resume after a signal)."""
+        step, r = self.env.global_step, self.eval_returns
+        wall = time.perf_counter() - self.t0
+        train_time = self.train_time
+        result = RunResult(
+            run_dir=str(self.run_dir),
+            status=self.status,
+            global_step=step,
+            eval_mean_return=float(np.mean(r)) if r else float("nan"),
+            eval_std_return=float(np.std(r)) if r else float("nan"),
+            wall_time_s=wall,
+            train_time_s=train_time,
+            sps=(step - self.start_step) / train_time if train_time > 0 else 0.0,
+            solved_at_step=self.solved_at,
+            interrupted_by=signal_name if self.status == "interrupted" else None,
         )
-    return result
+        write_result(
+            self.run_dir,
+            result,
+            resumed=self.resume_state is not None,
+            already_done=self.already_done,
+        )
+        self.logger.close(
+            {
+                "status": self.status,
+                "env steps": step,
+                "episodes": self.logger.episodes,
+                "eval mean return": result.eval_mean_return,
+                "eval std return": result.eval_std_return,
+                "wall time (s)": wall,
+                "SPS": result.sps,
+                "run dir": str(self.run_dir),
+            }
+        )
+        if self.status == "interrupted":
+            print(
+                f"drl: stopped by {signal_name} at step {step}; checkpoint saved in "
+                f"{self.ckpt_dir}. Resume with:\n  drl train resume={self.run_dir}",
+                file=sys.stderr,
+                flush=True,
+            )
+        return result

@@ -6,8 +6,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+# In-process unit tests run torch on one thread, whatever the core count: their tensors are
+# tiny, and OpenMP threads spinning against other processes (CI's other jobs, a second test
+# run) made a 2 s test take 80 s. Runs through `drl` choose their own (hardware.choose_threads).
+torch.set_num_threads(int(os.environ.get("DRL_TEST_TORCH_THREADS", "1")))
 
 
 def drl_executable() -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from drlcli.collector import evaluate
 from drlcli.config import EnvConfig, WrapperSpec
-from drlcli.envs import RunningMeanStd, VecEnv, evaluate
+from drlcli.envs import RunningMeanStd, VecEnv
 from drlcli.errors import DrlError
 
 
@@ -91,8 +92,16 @@ def test_unknown_env_id_suggests_close_matches():
 
 
 class _Constant:
+    """A stand-in algorithm: action 0 everywhere, no recurrent state."""
+
     def predict(self, obs, deterministic):
         return np.zeros(len(obs), dtype=np.int64)
+
+    def reset_predict_state(self, num_envs):
+        pass
+
+    def episodes_ended(self, done):
+        pass
 
 
 def test_evaluate_counts_exactly_the_requested_episodes():

@@ -362,3 +362,54 @@ def _assert_same(a, b, path="state"):
             _assert_same(x, y, f"{path}[{i}]")
     else:
         assert a == b, path
+
+
+def _dqn_on_cartpole(num_envs: int, train_freq: int, gradient_steps: int):
+    from drlcli import registry
+    from drlcli.algos.base import EnvInfo
+    from drlcli.collector import Collector
+    from drlcli.config import EnvConfig, to_train_config
+    from drlcli.envs import VecEnv
+
+    cfg = to_train_config(
+        cli._compose(
+            [
+                "algo=dqn",
+                f"algo.train_freq={train_freq}",
+                f"algo.gradient_steps={gradient_steps}",
+                "algo.learning_starts=0",
+                "algo.batch_size=8",
+            ]
+        )
+    ).algo
+    env = VecEnv(EnvConfig(id="CartPole-v1"), num_envs, 0, training=True)
+    info = EnvInfo(env.single_observation_space, env.single_action_space, num_envs)
+    algo = registry.build(cfg, info, torch.device("cpu"))
+    return env, algo, Collector(env, algo)
+
+
+@pytest.mark.parametrize("train_freq,gradient_steps", [(4, 1), (256, 128), (1, 1), (6, 4)])
+def test_replay_ratio_does_not_depend_on_num_envs(train_freq, gradient_steps):
+    """Issue #21: gradient steps per env step are gradient_steps / train_freq for any num_envs
+    (train_freq counted a vector step as one step, so 8 envs learned 8x less per env step)."""
+    ratios = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for num_envs in (1, 3, 8):
+        env, algo, collector = _dqn_on_cartpole(num_envs, train_freq, gradient_steps)
+        try:
+            while env.global_step < 768:
+                collector.collect()
+                algo.update(env.global_step / 768)
+            ratio = gradient_steps / train_freq
+            # Whole gradient steps (what a non-dividing num_envs leaves over carries on); none
+            # while the replay holds less than one batch (8 transitions).
+            low = (env.global_step - 8 - num_envs) * ratio - gradient_steps
+            assert low <= algo.grad_steps <= env.global_step * ratio, num_envs
+            ratios[num_envs] = algo.grad_steps / env.global_step
+        finally:
+            env.close()
+    torch.set_num_threads(threads)
+    target = gradient_steps / train_freq
+    for num_envs, ratio in ratios.items():
+        assert ratio == pytest.approx(target, rel=0.2 if num_envs == 3 else 0.1), ratios

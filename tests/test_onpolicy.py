@@ -17,6 +17,7 @@ from drlcli.algos.base import EnvInfo
 from drlcli.algos.ppo import adapt_kl_beta, validate_ppo
 from drlcli.algos.reinforce import reward_to_go
 from drlcli.algos.trpo import conjugate_gradient, fisher_vector_product
+from drlcli.collector import Collector
 from drlcli.config import EnvConfig, PPOConfig
 from drlcli.envs import VecEnv
 from drlcli.errors import DrlError
@@ -152,7 +153,7 @@ def test_recurrent_ppo_replays_its_rollout_exactly():
     algo = build("ppo_gru", env, "algo.num_steps=48", "algo.minibatch_size=96")
     torch.manual_seed(0)
     for _ in range(2):  # the second rollout starts from a carried, non-zero state
-        algo.collect(env)
+        Collector(env, algo).collect()
         buf = algo.buffer
         assert algo.starts[1:].any(), "episodes should end inside the rollout"
         with torch.no_grad():
@@ -186,7 +187,7 @@ def used_episode_lengths(ret: torch.Tensor) -> list[int]:
 def test_reinforce_learns_only_from_whole_on_policy_episodes():
     env = make_env(n=3, max_episode_steps=40)
     algo = build("reinforce", env, "algo.num_steps=50", "algo.gamma=1.0")
-    algo.collect(env)
+    Collector(env, algo).collect()
     ret = algo.batch["ret"]
     assert ret.numel() >= 50 * 3 and (ret >= 1).all() and (ret == ret.round()).all()
     # First batch: every env started fresh, so exactly the finished episodes are used.
@@ -198,7 +199,7 @@ def test_reinforce_learns_only_from_whole_on_policy_episodes():
     # Episodes still running at the update were begun by the old policy: played out, not used.
     running = int((~algo.on_policy).sum())
     assert running > 0
-    algo.collect(env)
+    Collector(env, algo).collect()
     finished = sorted(e.length for e in env.drain_episodes())
     used = used_episode_lengths(algo.batch["ret"])
     assert len(used) == len(finished) - running
@@ -211,7 +212,7 @@ def test_trpo_step_respects_the_kl_radius_and_improves_the_surrogate():
     torch.manual_seed(0)
     env = make_env(n=4)
     algo = build("trpo", env, "algo.num_steps=128", "algo.max_kl=0.01")
-    algo.collect(env)
+    Collector(env, algo).collect()
     out = algo.update(0.0)
     assert out["charts/step_accepted"] == 1.0
     assert 0 < out["losses/kl"] <= 0.01 + 1e-6
@@ -223,7 +224,7 @@ def test_npg_takes_the_full_kl_scaled_step():
     torch.manual_seed(0)
     env = make_env(n=4)
     algo = build("npg", env, "algo.num_steps=128", "algo.max_kl=0.01")
-    algo.collect(env)
+    Collector(env, algo).collect()
     out = algo.update(0.0)
     assert out["charts/line_search_backtracks"] == 0.0
     # The quadratic model puts the step on the KL radius; the exact KL is close to it.
@@ -237,7 +238,7 @@ def test_ppo_kl_penalty_adapts_and_logs_beta():
     algo = build("ppo_kl", env, "algo.num_steps=64", "algo.kl_beta_init=1.0")
     betas = []
     for _ in range(3):
-        algo.collect(env)
+        Collector(env, algo).collect()
         out = algo.update(0.0)
         betas.append(out["charts/kl_beta"])
         expected_next = adapt_kl_beta(out["charts/kl_beta"], out["losses/kl"], 0.01)
@@ -254,7 +255,7 @@ def test_each_method_updates_on_discrete_and_continuous_actions(name, env_id):
     extra = ["algo.minibatch_size=32"] if name.startswith("ppo") else []
     algo = build(name, env, "algo.num_steps=32", *extra)
     before = {k: v.clone() for k, v in algo.policy.state_dict().items()}
-    algo.collect(env)
+    Collector(env, algo).collect()
     out = algo.update(0.5)
     assert all(np.isfinite(v) for v in out.values()), out
     changed = [k for k, v in algo.policy.state_dict().items() if not torch.equal(v, before[k])]
@@ -279,7 +280,7 @@ def test_old_policy_is_a_copy_not_the_live_parameters(name):
     env = make_env("Pendulum-v1", n=2)
     extra = ["algo.minibatch_size=32"] if name.startswith("ppo") else []
     algo = build(name, env, "algo.num_steps=16", *extra)
-    algo.collect(env)
+    Collector(env, algo).collect()
     obs = algo.buffer.flat("obs")
     if hasattr(algo, "old_dist"):
         old = algo.old_dist(obs)
@@ -302,14 +303,14 @@ def test_state_dict_is_a_snapshot_and_loading_shares_no_optimizer_state():
     torch.manual_seed(0)
     env = make_env(n=2)
     algo = build("ppo", env, "algo.num_steps=16", "algo.minibatch_size=32")
-    algo.collect(env)
+    Collector(env, algo).collect()
     algo.update(0.0)
     state = algo.state_dict()
     frozen = copy.deepcopy(state)
     other = build("ppo", env, "algo.num_steps=16", "algo.minibatch_size=32")
     other.load_state_dict(state)
     other_moments = copy.deepcopy(other.optimizers["optimizer"].state_dict())
-    algo.collect(env)
+    Collector(env, algo).collect()
     algo.update(0.0)  # moves algo's parameters and Adam moments in place
     _assert_same(state, frozen)
     _assert_same(other.optimizers["optimizer"].state_dict(), other_moments)
@@ -360,7 +361,7 @@ def test_trpo_critic_regression_uses_every_sample(monkeypatch):
     torch.manual_seed(0)
     env = make_env(n=2)
     algo = build("trpo", env, "algo.num_steps=10", "algo.critic_minibatch_size=8")
-    algo.collect(env)
+    Collector(env, algo).collect()
     sizes = []
     value = algo.policy.value
     monkeypatch.setattr(algo.policy, "value", lambda obs: sizes.append(len(obs)) or value(obs))

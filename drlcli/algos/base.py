@@ -1,4 +1,11 @@
-"""The thin interface every algorithm implements, and shared on-policy plumbing."""
+"""The thin interface every algorithm implements (issue #18, Tianshou's split).
+
+An algorithm receives spaces when it is built and data when it learns; it never sees an env.
+The collector (``drlcli.collector``, on the runner's side) owns env stepping: it asks
+:meth:`Algorithm.act` for actions, steps the envs, and hands each vector step back through
+:meth:`Algorithm.observe` until the algorithm says its next update is due; the runner then calls
+:meth:`Algorithm.update`. Evaluation, episode statistics and stream breaks are the runner's too.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-
-from drlcli.buffers import RolloutBuffer
-from drlcli.envs import VecEnv
 
 
 @dataclass
@@ -60,17 +64,60 @@ CONTINUOUS_HINT = "acts in continuous (Box) spaces; for discrete actions use dqn
 DISCRETE_AND_BOX = (gym.spaces.Discrete, gym.spaces.Box)
 
 
+@dataclass
+class VectorStep:
+    """One step of the ``num_envs`` training envs, as the collector hands it to an algorithm.
+
+    obs:         (num_envs, *obs_shape) the observations the actions were chosen from.
+    reward:      (num_envs,) float32, normalized when reward normalization is on.
+    terminated:  (num_envs,) bool, an MDP terminal state: no bootstrap.
+    truncated:   (num_envs,) bool, cut by a time limit (or a stream break): bootstrap from
+                 ``final_obs``. Kept apart from ``terminated`` all the way into the targets.
+    final_obs:   (num_envs, *obs_shape) the true last observation where an episode ended,
+                 else the same as ``next_obs``.
+    next_obs:    (num_envs, *obs_shape) what the next action is chosen from (envs auto-reset).
+    global_step: env steps of the run after this step (all envs together).
+    """
+
+    obs: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    final_obs: np.ndarray
+    next_obs: np.ndarray
+    global_step: int
+
+
 class Algorithm(ABC):
-    """The runner calls ``collect`` (advance the env, store experience) then ``update``
-    (learn from it) until the step budget is spent; ``predict`` serves evaluation."""
+    """The runner's collector calls ``begin_collect``, then ``act`` / ``observe`` per vector
+    step until ``observe`` returns True, then ``end_collect``; the runner then calls ``update``
+    (learn from what was stored), until the step budget is spent. ``predict`` serves evaluation.
+
+    The collector runs ``begin_collect`` .. ``end_collect`` under ``torch.inference_mode()``:
+    tensors made there are inference tensors (autograd refuses them loudly; clone to train).
+    """
 
     def __init__(self, cfg: Any, env_info: EnvInfo, device: torch.device):
         self.cfg = cfg
         self.env_info = env_info
         self.device = device
 
+    def begin_collect(self, obs: np.ndarray) -> None:  # noqa: B027 (optional hook)
+        """A collection phase starts from observations ``obs`` (num_envs, *obs_shape)."""
+
     @abstractmethod
-    def collect(self, env: VecEnv) -> None: ...
+    def act(self, obs: np.ndarray, global_step: int) -> np.ndarray:
+        """Actions for the training envs: (num_envs, *action_shape), float32 for Box and int64
+        for Discrete, in the env's own units. ``global_step``: env steps of the run so far (for
+        warm-up and exploration schedules)."""
+
+    @abstractmethod
+    def observe(self, step: VectorStep) -> bool:
+        """Store what the envs returned for the latest ``act``; True when the next ``update`` is
+        due (a full rollout, enough env steps since the last learning phase, ...)."""
+
+    def end_collect(self, next_obs: np.ndarray) -> None:  # noqa: B027 (optional hook)
+        """The phase ended; ``next_obs`` is where the next one starts (e.g. to bootstrap V)."""
 
     @abstractmethod
     def update(self, progress: float) -> dict[str, float]:
@@ -127,35 +174,3 @@ class Algorithm(ABC):
 def to_env_actions(actions: torch.Tensor, continuous: bool) -> np.ndarray:
     out = actions.detach().cpu().numpy()
     return out.astype(np.float32) if continuous else out.astype(np.int64)
-
-
-def collect_rollout(policy: Any, env: VecEnv, buf: RolloutBuffer, obs: np.ndarray) -> np.ndarray:
-    """Fill ``buf`` with ``buf.num_steps`` vector steps of ``policy`` (an ActorCritic) starting
-    from ``obs``; returns the observation to start the next rollout from."""
-    device = buf.device
-    head = policy.head
-    continuous = policy.continuous
-    buf.final_values.zero_()
-    with torch.inference_mode():
-        for t in range(buf.num_steps):
-            buf.np_obs[t] = obs
-            obs_t = torch.from_numpy(buf.np_obs[t])
-            if not buf.on_cpu:
-                obs_t = obs_t.to(device, non_blocking=True)
-            params, value = policy.dist_and_value(obs_t)
-            action, logprob = head.sample_and_log_prob(params)
-            buf.actions[t] = action
-            buf.logprobs[t] = logprob
-            buf.values[t] = value
-            result = env.step(to_env_actions(action, continuous))
-            buf.np_rewards[t] = result.reward
-            buf.np_terminated[t] = result.terminated
-            np.logical_or(result.terminated, result.truncated, out=buf.np_dones[t])
-            trunc = np.flatnonzero(result.truncated & ~result.terminated)
-            if trunc.size:
-                # Time-limit truncation is not a terminal state: bootstrap from V(final_obs).
-                final = torch.as_tensor(result.final_obs[trunc], device=device)
-                buf.final_values[t, torch.as_tensor(trunc, device=device)] = policy.value(final)
-            obs = result.obs
-        buf.finish(policy.value(torch.as_tensor(obs, device=device)))
-    return obs

@@ -11,10 +11,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from drlcli.algos.base import Algorithm, EnvInfo
+from drlcli.algos.base import Algorithm, EnvInfo, VectorStep
 from drlcli.buffers import PrioritizedReplayBuffer, ReplayBuffer
 from drlcli.config import OffPolicyConfig
-from drlcli.envs import VecEnv
 from drlcli.errors import DrlError
 from drlcli.networks import is_image, obs_dim, snapshot
 
@@ -79,6 +78,10 @@ class OffPolicy(Algorithm):
         self.total_steps = 1  # set by the runner through `progress`
         self.grad_steps = 0
         self.progress = 0.0  # share of the step budget done, as of the latest update
+        # Replay ratio (issue #21): gradient_steps per train_freq env steps, whatever num_envs.
+        self.steps_since_learn = 0  # env steps stored since the last learning phase
+        self.owed = 0  # gradient_steps x env steps not yet paid, in units of 1/train_freq
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None
 
     def make_replay(
         self,
@@ -121,18 +124,32 @@ class OffPolicy(Algorithm):
     def explore(self, obs: np.ndarray, random: bool) -> tuple[np.ndarray, np.ndarray]:
         """(action for the env, action to store) for a batch of observations."""
 
-    def collect(self, env: VecEnv) -> None:
+    def act(self, obs: np.ndarray, global_step: int) -> np.ndarray:
+        env_action, stored = self.explore(obs, global_step < self.cfg.learning_starts)
+        self._pending = (obs, stored)
+        return env_action
+
+    def observe(self, step: VectorStep) -> bool:
+        """Store the transition; a learning phase is due every ``train_freq`` env steps (all
+        envs together: 8 envs make 8 env steps per vector step)."""
         replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
-        for _ in range(self.cfg.train_freq):
-            obs = env.obs if env.obs is not None else env.reset()
-            warmup = env.global_step < self.cfg.learning_starts
-            env_action, stored = self.explore(obs, warmup)
-            result = env.step(env_action)
-            replay.add(
-                obs, stored, result.reward, result.final_obs, result.terminated, result.truncated
-            )
-            self.on_step(result.terminated | result.truncated)
-        self.env_steps = env.global_step
+        assert self._pending is not None
+        obs, stored = self._pending
+        replay.add(obs, stored, step.reward, step.final_obs, step.terminated, step.truncated)
+        self.on_step(step.terminated | step.truncated)
+        self.env_steps = step.global_step
+        self.steps_since_learn += self.env_info.num_envs
+        return self.steps_since_learn >= self.cfg.train_freq
+
+    def due_gradient_steps(self) -> int:
+        """Gradient steps for the env steps stored since the last learning phase, so that the
+        replay ratio is ``gradient_steps / train_freq`` per env step for any ``num_envs``
+        (issue #21; with one env: ``gradient_steps`` every ``train_freq`` steps, as SB3 and the
+        RL Zoo). Fractions carry over to the next phase."""
+        self.owed += self.steps_since_learn * self.cfg.gradient_steps
+        self.steps_since_learn = 0
+        due, self.owed = divmod(self.owed, self.cfg.train_freq)
+        return int(due)
 
     def stream_break(self) -> None:
         """The newest stored step ends its trajectory as a truncation: it still bootstraps from
@@ -149,8 +166,10 @@ class OffPolicy(Algorithm):
         replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
         self.progress = progress
         if self.env_steps < self.cfg.learning_starts or len(replay) < self.cfg.batch_size:
+            # Warm-up steps owe no gradient steps (learning starts after them, as in SB3).
+            self.steps_since_learn = self.owed = 0
             return {}
-        return self.learn(self.cfg.gradient_steps)
+        return self.learn(self.due_gradient_steps())
 
     @abstractmethod
     def learn(self, gradient_steps: int) -> dict[str, float]: ...
@@ -195,6 +214,8 @@ class OffPolicy(Algorithm):
             "grad_steps": self.grad_steps,
             # Schedules read it while collecting, before the first update of a resumed run.
             "progress": self.progress,
+            "steps_since_learn": self.steps_since_learn,
+            "owed": self.owed,
         }
         if self.cfg.save_replay:
             state["replay"] = replay.state_dict()
@@ -210,6 +231,8 @@ class OffPolicy(Algorithm):
         self.env_steps = int(state["env_steps"])
         self.grad_steps = int(state["grad_steps"])
         self.progress = float(state.get("progress", 0.0))
+        self.steps_since_learn = int(state.get("steps_since_learn", 0))
+        self.owed = int(state.get("owed", 0))
         if "replay" in state:
             replay.load_state_dict(state["replay"])
 

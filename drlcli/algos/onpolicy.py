@@ -12,10 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from drlcli.algos.base import Algorithm, EnvInfo, collect_rollout, to_env_actions
+from drlcli.algos.base import Algorithm, EnvInfo, VectorStep, to_env_actions
 from drlcli.buffers import RolloutBuffer
 from drlcli.config import OnPolicyConfig
-from drlcli.envs import VecEnv
 from drlcli.errors import DrlError
 from drlcli.networks import ActorCritic, snapshot
 from drlcli.returns import gae
@@ -76,6 +75,39 @@ def rollout_gae(buf: RolloutBuffer, gamma: float, lam: float) -> tuple[torch.Ten
     return gae(buf.rewards, buf.values, buf.next_values, buf.terminated, buf.dones, gamma, lam)
 
 
+def rollout_act(policy: ActorCritic, buf: RolloutBuffer, t: int, obs: np.ndarray) -> np.ndarray:
+    """Sample actions for rollout row ``t`` from ``obs`` (num_envs, *obs_shape): stores the
+    observation, action, log-prob and V(s) in ``buf`` and returns the env actions. Call without
+    grad (the collector runs under inference mode)."""
+    buf.np_obs[t] = obs
+    obs_t = torch.from_numpy(buf.np_obs[t])
+    if not buf.on_cpu:
+        obs_t = obs_t.to(buf.device, non_blocking=True)
+    params, value = policy.dist_and_value(obs_t)
+    action, logprob = policy.head.sample_and_log_prob(params)
+    buf.actions[t] = action
+    buf.logprobs[t] = logprob
+    buf.values[t] = value
+    return to_env_actions(action, policy.continuous)
+
+
+def rollout_observe(policy: ActorCritic, buf: RolloutBuffer, t: int, step: VectorStep) -> None:
+    """Store row ``t``'s rewards and endings. A time-limit truncation is not a terminal state:
+    its value is bootstrapped from V(final_obs) (Pardo et al. 2018; SB3's convention)."""
+    buf.np_rewards[t] = step.reward
+    buf.np_terminated[t] = step.terminated
+    np.logical_or(step.terminated, step.truncated, out=buf.np_dones[t])
+    trunc = np.flatnonzero(step.truncated & ~step.terminated)
+    if trunc.size:
+        final = torch.as_tensor(step.final_obs[trunc], device=buf.device)
+        buf.final_values[t, torch.as_tensor(trunc, device=buf.device)] = policy.value(final)
+
+
+def rollout_finish(policy: ActorCritic, buf: RolloutBuffer, next_obs: np.ndarray) -> None:
+    """Close a full rollout: bootstrap values V(next_obs) for its last step."""
+    buf.finish(policy.value(torch.as_tensor(next_obs, device=buf.device)))
+
+
 class OnPolicy(Algorithm):
     #: network layout (see ActorCritic): "separate" for methods with their own actor optimizer
     layout = "stacked"
@@ -90,6 +122,7 @@ class OnPolicy(Algorithm):
                 group.setdefault("initial_lr", group["lr"])
         self.lr_scale = 1.0
         self.buffer = self.build_buffer()
+        self.t = 0  # rollout row the next act() fills
 
     # --- construction --------------------------------------------------------------------
     def build_policy(self) -> Any:
@@ -114,11 +147,25 @@ class OnPolicy(Algorithm):
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"policy": self.policy}
 
-    # --- experience ----------------------------------------------------------------------
-    def collect(self, env: VecEnv) -> None:
+    # --- experience: ``num_steps`` vector steps per update ---------------------------------
+    def begin_collect(self, obs: np.ndarray) -> None:
         assert self.buffer is not None
-        obs = env.obs if env.obs is not None else env.reset()
-        collect_rollout(self.policy, env, self.buffer, obs)
+        self.buffer.final_values.zero_()
+        self.t = 0
+
+    def act(self, obs: np.ndarray, global_step: int) -> np.ndarray:
+        assert self.buffer is not None
+        return rollout_act(self.policy, self.buffer, self.t, obs)
+
+    def observe(self, step: VectorStep) -> bool:
+        assert self.buffer is not None
+        rollout_observe(self.policy, self.buffer, self.t, step)
+        self.t += 1
+        return self.t == self.buffer.num_steps
+
+    def end_collect(self, next_obs: np.ndarray) -> None:
+        assert self.buffer is not None
+        rollout_finish(self.policy, self.buffer, next_obs)
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         with torch.inference_mode():

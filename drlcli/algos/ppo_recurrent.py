@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from drlcli.algos.base import EnvInfo, to_env_actions
+from drlcli.algos.base import EnvInfo, VectorStep, to_env_actions
 from drlcli.algos.ppo import PPO
 from drlcli.config import PPOConfig
-from drlcli.envs import VecEnv
 from drlcli.networks import DistParams, RecurrentActorCritic, snapshot
 
 
@@ -59,44 +58,52 @@ class RecurrentPPO(PPO):
         return torch.as_tensor(x, device=self.device)
 
     # --- experience ----------------------------------------------------------------------
-    def collect(self, env: VecEnv) -> None:
-        buf, policy, head = self.buffer, self.policy, self.policy.head
-        assert buf is not None
-        obs = env.obs if env.obs is not None else env.reset()
-        buf.final_values.zero_()
+    def begin_collect(self, obs: np.ndarray) -> None:
+        assert self.buffer is not None
+        self.buffer.final_values.zero_()
         self.init_state = self.state.clone()
-        state = self.state
-        with torch.inference_mode():
-            for t in range(buf.num_steps):
-                buf.np_obs[t] = obs
-                self.np_starts[t] = self.next_start
-                params, value, state = policy.step(
-                    self._t(buf.np_obs[t]), state, self._t(self.np_starts[t])
-                )
-                action, logprob = head.sample_and_log_prob(params)
-                buf.actions[t] = action
-                buf.logprobs[t] = logprob
-                buf.values[t] = value
-                result = env.step(to_env_actions(action, policy.continuous))
-                buf.np_rewards[t] = result.reward
-                buf.np_terminated[t] = result.terminated
-                done = result.terminated | result.truncated
-                buf.np_dones[t] = done
-                trunc = np.flatnonzero(result.truncated & ~result.terminated)
-                if trunc.size:
-                    # Bootstrap a time-limit truncation from V(final_obs), given the history.
-                    idx = self._t(trunc)
-                    _, v_final, _ = policy.step(
-                        self._t(result.final_obs[trunc]),
-                        select_state(state, idx),
-                        torch.zeros(trunc.size, dtype=torch.bool, device=self.device),
-                    )
-                    buf.final_values[t, idx] = v_final
-                self.next_start = done.copy()
-                obs = result.obs
-            _, last_value, _ = policy.step(self._t(obs), state, self._t(self.next_start))
-            buf.finish(last_value)
-        self.state = state
+        self.t = 0
+
+    def act(self, obs: np.ndarray, global_step: int) -> np.ndarray:
+        buf, t = self.buffer, self.t
+        assert buf is not None
+        buf.np_obs[t] = obs
+        self.np_starts[t] = self.next_start
+        params, value, self.state = self.policy.step(
+            self._t(buf.np_obs[t]), self.state, self._t(self.np_starts[t])
+        )
+        action, logprob = self.policy.head.sample_and_log_prob(params)
+        buf.actions[t] = action
+        buf.logprobs[t] = logprob
+        buf.values[t] = value
+        return to_env_actions(action, self.policy.continuous)
+
+    def observe(self, step: VectorStep) -> bool:
+        buf, t = self.buffer, self.t
+        assert buf is not None
+        buf.np_rewards[t] = step.reward
+        buf.np_terminated[t] = step.terminated
+        done = step.terminated | step.truncated
+        buf.np_dones[t] = done
+        trunc = np.flatnonzero(step.truncated & ~step.terminated)
+        if trunc.size:
+            # Bootstrap a time-limit truncation from V(final_obs), given the history.
+            idx = self._t(trunc)
+            _, v_final, _ = self.policy.step(
+                self._t(step.final_obs[trunc]),
+                select_state(self.state, idx),
+                torch.zeros(trunc.size, dtype=torch.bool, device=self.device),
+            )
+            buf.final_values[t, idx] = v_final
+        self.next_start = done.copy()
+        self.t += 1
+        return self.t == buf.num_steps
+
+    def end_collect(self, next_obs: np.ndarray) -> None:
+        buf = self.buffer
+        assert buf is not None
+        _, last_value, _ = self.policy.step(self._t(next_obs), self.state, self._t(self.next_start))
+        buf.finish(last_value)
         if not buf.on_cpu:
             self.starts = self._t(self.np_starts)
 

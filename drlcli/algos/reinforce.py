@@ -21,11 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from drlcli import interrupts
-from drlcli.algos.base import DISCRETE_AND_BOX, AlgoSpec, EnvInfo, to_env_actions
+from drlcli.algos.base import DISCRETE_AND_BOX, AlgoSpec, EnvInfo, VectorStep, to_env_actions
 from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import ReinforceConfig
-from drlcli.envs import VecEnv
 from drlcli.returns import discounted_returns, explained_variance
 
 
@@ -75,34 +73,42 @@ class Reinforce(OnPolicy):
     def build_buffer(self) -> None:
         return None  # variable-length batches of whole episodes, gathered in collect()
 
-    def collect(self, env: VecEnv) -> None:
-        obs = env.obs if env.obs is not None else env.reset()
-        n = env.num_envs
-        target = self.cfg.num_steps * n
-        rows: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "done", "use")}
-        ep_start = np.zeros(n, dtype=np.int64)  # row where env i's running episode began
-        complete = 0
+    def begin_collect(self, obs: np.ndarray) -> None:
+        n = self.env_info.num_envs
+        self.rows: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("obs", "act", "rew", "done", "use")
+        }
+        self.ep_start = np.zeros(n, dtype=np.int64)  # row where env i's running episode began
+        self.complete = 0  # steps of whole on-policy episodes gathered
         # Whatever was running at the previous update belongs to an older policy.
-        use = self.on_policy.copy()
-        policy, head = self.policy, self.policy.head
-        with torch.inference_mode():
-            while complete < target and env.global_step < self.budget:
-                interrupts.check()  # an episode that never ends must not outlast a SIGTERM
-                t = len(rows["obs"])
-                action = head.sample(policy.dist(torch.as_tensor(obs, device=self.device)))
-                env_action = to_env_actions(action, policy.continuous)
-                result = env.step(env_action)
-                done = result.terminated | result.truncated
-                rows["obs"].append(obs)
-                rows["act"].append(env_action)
-                rows["rew"].append(result.reward.astype(np.float32))
-                rows["done"].append(done)
-                rows["use"].append(use.copy())
-                for j in np.flatnonzero(done & use):
-                    complete += int(t + 1 - ep_start[j])
-                ep_start[done] = t + 1
-                use |= done  # a new episode starts under this policy
-                obs = result.obs
+        self.use = self.on_policy.copy()
+        self._action = np.zeros(0)
+
+    def act(self, obs: np.ndarray, global_step: int) -> np.ndarray:
+        policy = self.policy
+        action = policy.head.sample(policy.dist(torch.as_tensor(obs, device=self.device)))
+        self._action = to_env_actions(action, policy.continuous)
+        return self._action
+
+    def observe(self, step: VectorStep) -> bool:
+        rows, use, ep_start = self.rows, self.use, self.ep_start
+        t = len(rows["obs"])
+        done = step.terminated | step.truncated
+        rows["obs"].append(step.obs)
+        rows["act"].append(self._action)
+        rows["rew"].append(step.reward.astype(np.float32))
+        rows["done"].append(done)
+        rows["use"].append(use.copy())
+        for j in np.flatnonzero(done & use):
+            self.complete += int(t + 1 - ep_start[j])
+        ep_start[done] = t + 1
+        use |= done  # a new episode starts under this policy
+        # Collection stops at the run's budget with the whole episodes it has.
+        target = self.cfg.num_steps * self.env_info.num_envs
+        return self.complete >= target or step.global_step >= self.budget
+
+    def end_collect(self, next_obs: np.ndarray) -> None:
+        rows, ep_start, n = self.rows, self.ep_start, self.env_info.num_envs
         t_total = len(rows["obs"])
         use_rows = np.stack(rows["use"])
         for i in range(n):
@@ -115,14 +121,16 @@ class Reinforce(OnPolicy):
         def tensor(key: str, dtype: Any = None) -> torch.Tensor:
             return torch.as_tensor(np.stack(rows[key]), dtype=dtype, device=self.device)
 
-        rew, done = tensor("rew"), tensor("done")
-        g = reward_to_go(rew, done, self.cfg.gamma)
-        mask = torch.as_tensor(use_rows, device=self.device)
-        self.batch = {
-            "obs": tensor("obs", torch.float32)[mask],
-            "act": tensor("act")[mask],
-            "ret": g[mask],
-        }
+        # The collector runs under inference mode; the batch is trained on: normal tensors.
+        with torch.inference_mode(False):
+            rew, done = tensor("rew"), tensor("done")
+            g = reward_to_go(rew, done, self.cfg.gamma)
+            mask = torch.as_tensor(use_rows, device=self.device)
+            self.batch = {
+                "obs": tensor("obs", torch.float32)[mask],
+                "act": tensor("act")[mask],
+                "ret": g[mask],
+            }
 
     def update(self, progress: float) -> dict[str, float]:
         cfg, policy, head = self.cfg, self.policy, self.policy.head

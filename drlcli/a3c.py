@@ -13,6 +13,10 @@ The training process does no learning: it starts the workers, relays their episo
 to the runner (so every worker logs into the one TensorBoard run), evaluates the shared model
 and checkpoints it. Asynchronous by nature, so a resumed A3C run continues from the checkpoint
 but is not bit-identical to an uninterrupted one.
+
+A runner-level mode, not a module of ``drlcli.algos`` (issue #18): its workers step envs of
+their own, so it cannot take data from the runner's collector; the runner hands it the training
+env (only for its spaces, seed and step count: one env, never stepped) through ``collect``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from drlcli.algos.base import (
     Algorithm,
     AlgoSpec,
     EnvInfo,
-    collect_rollout,
+    VectorStep,
     to_env_actions,
 )
 from drlcli.algos.onpolicy import (
@@ -43,6 +47,7 @@ from drlcli.algos.onpolicy import (
     rollout_gae,
 )
 from drlcli.buffers import RolloutBuffer
+from drlcli.collector import collect_rollout
 from drlcli.config import A3CConfig, EnvConfig
 from drlcli.envs import Episode, VecEnv
 from drlcli.errors import DrlError
@@ -220,6 +225,12 @@ class A3C(Algorithm):
         self.done: set[int] = set()
 
     # --- runner hooks ------------------------------------------------------------------
+    def act(self, obs: np.ndarray, global_step: int) -> np.ndarray:
+        raise NotImplementedError("A3C's workers act in their own envs; the runner calls collect")
+
+    def observe(self, step: VectorStep) -> bool:
+        raise NotImplementedError("A3C's workers store their own rollouts")
+
     def set_budget(self, total_timesteps: int, step0: float = 0.0, progress0: float = 0.0) -> None:
         self.budget.value = int(total_timesteps)
         self.anchor[0], self.anchor[1] = step0, progress0

@@ -19,7 +19,7 @@ help:
 	@echo "make test-slow  the slow learning tests"
 	@echo "make lint       ruff (lint + format check) and mypy"
 	@echo "make lock       refresh constraints.txt (the pinned versions make install uses)"
-	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3) and scaling tables"
+	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3), scaling tables and the networks.py speed tricks"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_onpolicy.py
 	$(BIN)/python benchmarks/bench_scaling.py
 	$(BIN)/python benchmarks/bench_threads.py
+	$(BIN)/python benchmarks/bench_tricks.py
 
 # Re-resolve every dependency to the newest versions pyproject.toml allows, in a throwaway venv,
 # and write them to constraints.txt. Then `make clean test` and commit constraints.txt if green.

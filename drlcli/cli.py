@@ -115,7 +115,14 @@ def algo_option_name(option: str) -> str:
 
 
 def group_options(group: str) -> list[str]:
-    return [name for name, _ in describe_options(group)]
+    """The option names of a config group; for ``tuned`` also the pairs sharing a family's
+    set (drlcli/tuned.py), which have no file of their own."""
+    names = [name for name, _ in describe_options(group)]
+    if group == "tuned":
+        from drlcli.tuned import shared_tuned_sets
+
+        names = sorted({*names, *shared_tuned_sets(config_dir())})
+    return names
 
 
 def cmd_list(argv: list[str]) -> int:

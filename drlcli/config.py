@@ -322,7 +322,12 @@ def algo_schemas() -> dict[str, type]:
 
 
 def register_configs() -> None:
-    """Put the schemas where the YAML defaults lists find them. Idempotent."""
+    """Put the schemas where the YAML defaults lists find them, and the tuned sets that pairs
+    share (drlcli/tuned.py). Idempotent."""
+    from drlcli.cli import config_dir
+    from drlcli.tuned import register_shared_tuned_sets
+
+    register_shared_tuned_sets(config_dir())
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="schema", name="env", node=EnvConfig)

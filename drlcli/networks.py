@@ -68,37 +68,12 @@ def layer_init(layer: nn.Linear, gain: float, ortho: bool = True) -> nn.Linear:
     return layer
 
 
-class _SigmoidTanh(torch.autograd.Function):
-    """tanh(x) = 2 sigmoid(2x) - 1, with tanh's own one-op backward, 1 - y^2."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
-
-
-# Below this many elements the fixed cost of a Python autograd.Function outweighs the gain.
-_FAST_TANH_MIN_NUMEL = 4096
-
-
-def fast_tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh for CPU training batches. On the AVX-512 torch build we use, ``torch.tanh`` costs
-    ~3 ns per element, five times ``torch.sigmoid``; for a 256 x 64 minibatch the activations
-    were over half the forward pass. The sigmoid identity is exact to ~2e-7."""
-    if x.numel() < _FAST_TANH_MIN_NUMEL or x.device.type != "cpu":
-        return torch.tanh(x)
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _SigmoidTanh.apply(x)
-    return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
-
-
-ACT_FNS = {"tanh": fast_tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
+# torch.tanh itself. The sigmoid-identity ``fast_tanh`` that stood here until issue #18 did not
+# pay for its custom autograd.Function (benchmarks/bench_tricks.py, 2026-11-30, 2-vCPU machine
+# shared with other jobs): the op alone was 2-7x faster from 16k elements, but with it PPO's
+# update step took 1.09x torch.tanh's time at minibatch 64 (1.00x with the size threshold
+# raised so it stays off there), 0.93-0.94x at 256, and TRPO's Fisher-vector product 0.95-0.99x.
+ACT_FNS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
 
 
 class MLP(nn.Module):
@@ -153,62 +128,21 @@ def mlp(
     return MLP(in_dim, hidden, out_dim, activation, out_gain, ortho)
 
 
-class _StackedMLPFn(torch.autograd.Function):
-    """Forward and hand-written backward of a StackedMLP as one autograd node.
-
-    Autograd would record ~4 nodes per layer plus output slicing; for small layers the engine's
-    per-node cost is comparable to the matmuls. The backward is the textbook one:
-    dW_l = h_{l-1}^T g_l, db_l = sum_B g_l, g_{l-1} = act'(h_{l-1}) * (g_l W_l^T).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, mlp: StackedMLP, *params: torch.Tensor) -> Any:
-        h = x.unsqueeze(0).expand(mlp.k, *x.shape)
-        acts = [h]
-        for i, (w, b) in enumerate(mlp._wb):
-            h = torch.baddbmm(b, h, w)
-            if i < mlp.num_layers - 1:
-                h = mlp._act(h)
-                acts.append(h)
-        ctx.mlp = mlp
-        ctx.save_for_backward(*acts)
-        return tuple(h[i, :, :d].contiguous() for i, d in enumerate(mlp.out_dims))
-
-    @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor) -> Any:
-        mlp: StackedMLP = ctx.mlp
-        acts = ctx.saved_tensors
-        batch = acts[0].shape[1]
-        g = acts[0].new_zeros(mlp.k, batch, mlp.weights[-1].shape[-1])
-        for i, (gi, d) in enumerate(zip(grads, mlp.out_dims)):
-            if gi is not None:
-                g[i, :, :d] = gi
-        out: list[torch.Tensor | None] = [None] * (2 * mlp.num_layers)
-        grad_x = None
-        for layer in range(mlp.num_layers - 1, -1, -1):
-            w = mlp._wb[layer][0]
-            h_in = acts[layer]
-            out[2 * layer] = torch.bmm(h_in.transpose(1, 2), g)
-            out[2 * layer + 1] = g.sum(1, keepdim=True)
-            if layer > 0:
-                g = torch.bmm(g, w.transpose(1, 2))
-                if mlp.activation == "tanh":
-                    g = torch.ops.aten.tanh_backward(g, h_in)
-                else:
-                    g = torch.ops.aten.threshold_backward(g, h_in, 0)
-            elif ctx.needs_input_grad[0]:
-                # The input feeds every net (e.g. a critic's action input): sum over nets.
-                grad_x = torch.bmm(g, w.transpose(1, 2)).sum(0)
-        return (grad_x, None, *out)
-
-
 class StackedMLP(nn.Module):
     """``k`` independent MLPs with the same input and hidden sizes, evaluated together.
 
     Layer ``l`` of all nets is one (k, in, out) weight tensor and one ``baddbmm``: the separate
     actor and critic of PPO / A2C cost the ops of one network. Net ``i`` owns the first
     ``out_dims[i]`` output columns; padding columns start at zero, receive no gradient and so
-    stay zero. Mathematically identical to ``k`` separate MLPs with the same initialization.
+    stay zero. Mathematically identical to ``k`` separate MLPs with the same initialization,
+    first and second derivatives included (plain autograd).
+
+    Benchmark (``benchmarks/bench_tricks.py``, 2026-11-30, 2-vCPU machine shared with other
+    jobs, 1 thread, three runs): two separate MLPs instead take 1.06-1.10x the time of PPO's
+    update step at minibatch 64, 0.89-1.04x at 256, 0.87-0.97x of SAC's twin-critic step (a
+    small win for PPO's 64-unit layers only). ``torch.func.vmap`` over the stacked weights
+    takes 1.25-1.48x. The hand-written backward this class had until issue #18 gave wrong
+    Hessian-vector products without an error, and took 1.00-1.14x the time of autograd.
     """
 
     def __init__(
@@ -246,13 +180,11 @@ class StackedMLP(nn.Module):
         # Plain lists: iterating a ParameterList costs a string-index lookup per item.
         self._wb = list(zip(self.weights, self.biases))
         self._params = [p for wb in self._wb for p in wb]
-        self._fused_ok = activation in ("tanh", "relu")
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(B, in) -> one (B, out_dims[i]) tensor per net."""
-        if self._fused_ok and torch.is_grad_enabled() and self.weights[0].requires_grad:
-            return _StackedMLPFn.apply(x, self, *self._params)
+        """(B, in) -> one (B, out_dims[i]) tensor per net. Plain autograd: differentiable any
+        number of times (Hessian-vector products are right)."""
         h = x.unsqueeze(0).expand(self.k, *x.shape)
         for i, (w, b) in enumerate(self._wb):
             h = torch.baddbmm(b, h, w)
@@ -270,6 +202,9 @@ class StackedMLP(nn.Module):
         return h[:, : self.out_dims[i]]
 
 
+_Opt = TypeVar("_Opt", bound=torch.optim.Optimizer)
+
+
 class FlatParams:
     """Make every parameter a view into one flat tensor, and every gradient a view into one flat
     gradient buffer.
@@ -277,7 +212,19 @@ class FlatParams:
     The optimizer then sees a single tensor (one fused Adam kernel instead of one per layer), the
     global gradient norm is one reduction and clipping one multiply. Must be applied after the
     modules are moved to their device; ``load_state_dict`` keeps working since it copies in
-    place into the views.
+    place into the views, and module state dict keys do not change.
+
+    Build the optimizer with :meth:`optimizer`, never ``torch.optim.Adam([flat.param])``: the
+    natural ``opt.zero_grad()`` (``set_to_none=True``) on a plain optimizer drops the flat
+    gradient and ``step()`` then skips it -- training silently froze (issue #18). The optimizer
+    :meth:`optimizer` returns zeroes the buffer in place, and before every ``step`` it repairs
+    gradients that ``module.zero_grad()`` detached from the buffer.
+
+    Benchmark (``benchmarks/bench_tricks.py``, 2026-11-30, 2-vCPU machine shared with other
+    jobs, 1 thread, three runs): PPO's 64x64 actor-critic update step without FlatParams (fused
+    Adam over the 13 tensors, ``clip_grad_norm_``) takes 1.20-1.24x the time at minibatch 64,
+    1.14-1.17x at 256; SAC's twin 256x256 critic step 0.99-1.03x (compute-bound: no gain, kept
+    there for one-op Polyak updates and unchanged checkpoints).
     """
 
     def __init__(self, params: Sequence[nn.Parameter]):
@@ -285,21 +232,59 @@ class FlatParams:
         flat = torch.cat([p.detach().reshape(-1) for p in params])
         self.param = nn.Parameter(flat)
         self.grad = torch.zeros_like(flat)
+        self._grad_views: list[torch.Tensor] = []
         offset = 0
         for p in params:
             n = p.numel()
             p.data = self.param.data[offset : offset + n].view_as(p)
             # A pre-set .grad is accumulated into in place by autograd, so it stays a view.
-            p.grad = self.grad[offset : offset + n].view_as(p)
+            view = self.grad[offset : offset + n].view_as(p)
+            p.grad = view
+            self._grad_views.append(view)
             offset += n
         self.param.grad = self.grad
         self.params = params
 
+    def optimizer(self, cls: type[_Opt], **kwargs: Any) -> _Opt:
+        """``cls([self.param], **kwargs)`` (e.g. ``torch.optim.Adam``, ``lr=3e-4``), made safe
+        for the flat buffers: its ``zero_grad`` zeroes the flat gradient in place whatever
+        ``set_to_none`` says, and a step pre-hook first calls :meth:`sync` (gradients that
+        ``module.zero_grad()`` or ``p.grad = None`` cut loose are copied back into the buffer).
+        The instance's class is a subclass of ``cls``, so its state dict is ``cls``'s own
+        (checkpoints stay compatible). Not for copying (deepcopy / pickle): torch keeps neither
+        the hook nor the parameter views in a copy; build a new FlatParams and optimizer and
+        load the state dicts. Raises what ``cls`` raises for bad ``kwargs``."""
+        opt = _flat_optimizer_class(cls)([self.param], **kwargs)
+        opt._drl_flat = self  # type: ignore[attr-defined]
+        opt.register_step_pre_hook(_sync_flat)
+        return opt
+
     def zero_grad(self) -> None:
+        """Zero the flat gradient in place, reattaching any gradient view cut loose."""
         self.grad.zero_()
+        self.sync()
+
+    def sync(self) -> None:
+        """Make every parameter's ``.grad`` a view of the flat buffer again.
+
+        A parameter whose ``.grad`` was replaced (``module.zero_grad()`` sets it to None, after
+        which backward allocates a fresh tensor) has that tensor copied into its slice of the
+        buffer (zeros if None); ``self.param.grad`` is set back to the buffer. About 1 us when
+        nothing was cut loose (identity checks only).
+        """
+        for p, view in zip(self.params, self._grad_views, strict=True):
+            if p.grad is not view:
+                if p.grad is None:
+                    view.zero_()
+                else:
+                    view.copy_(p.grad)
+                p.grad = view
+        if self.param.grad is not self.grad:
+            self.param.grad = self.grad
 
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
         """Scale the gradient so its global L2 norm is at most ``max_norm``; returns the norm."""
+        self.sync()
         norm = torch.linalg.vector_norm(self.grad)
         self.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
         return norm
@@ -314,6 +299,28 @@ class FlatParams:
             and p.grad.untyped_storage().data_ptr() == gstore
             for p in self.params
         )
+
+
+_FLAT_OPTIMIZER_CLASSES: dict[type, type] = {}
+
+
+def _sync_flat(opt: Any, args: Any, kwargs: Any) -> None:
+    """Step pre-hook of the optimizers FlatParams.optimizer builds."""
+    opt._drl_flat.sync()
+
+
+def _flat_optimizer_class(cls: type[_Opt]) -> type[_Opt]:
+    """``cls`` with a ``zero_grad`` that zeroes a FlatParams buffer in place (one per class)."""
+    if cls not in _FLAT_OPTIMIZER_CLASSES:
+
+        def zero_grad(self: Any, set_to_none: bool = True) -> None:
+            # set_to_none=True would drop the flat gradient: the next step() skips a None grad.
+            self._drl_flat.zero_grad()
+
+        name = f"Flat{cls.__name__}"
+        sub = type(name, (cls,), {"zero_grad": zero_grad, "__module__": __name__})
+        _FLAT_OPTIMIZER_CLASSES[cls] = sub
+    return _FLAT_OPTIMIZER_CLASSES[cls]
 
 
 class CategoricalHead:

@@ -109,8 +109,8 @@ class PPO(OnPolicy):
         # so Adam is one fused kernel and the gradient-norm clip two ops.
         self.flat = FlatParams(list(self.policy.parameters()))
         fused = self.device.type in ("cpu", "cuda")
-        adam = torch.optim.Adam(
-            [self.flat.param], lr=self.cfg.learning_rate, eps=self.cfg.adam_eps, fused=fused
+        adam = self.flat.optimizer(
+            torch.optim.Adam, lr=self.cfg.learning_rate, eps=self.cfg.adam_eps, fused=fused
         )
         return {"optimizer": adam}
 

@@ -110,9 +110,11 @@ class SAC(OffPolicy):
         self.actor_flat = FlatParams(list(self.actor.parameters()))
         self.critic_flat = FlatParams(list(self.critics.parameters()))
         self.target_flat = FlatParams(list(self.critics_target.parameters()))
-        self.actor_opt = torch.optim.Adam([self.actor_flat.param], lr=cfg.learning_rate, fused=True)
-        self.critic_opt = torch.optim.Adam(
-            [self.critic_flat.param], lr=cfg.learning_rate, fused=True
+        self.actor_opt = self.actor_flat.optimizer(
+            torch.optim.Adam, lr=cfg.learning_rate, fused=True
+        )
+        self.critic_opt = self.critic_flat.optimizer(
+            torch.optim.Adam, lr=cfg.learning_rate, fused=True
         )
         self.auto_alpha = cfg.ent_coef == "auto"
         init = entropy_coef_init(cfg)

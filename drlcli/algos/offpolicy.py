@@ -16,7 +16,7 @@ from drlcli.buffers import PrioritizedReplayBuffer, ReplayBuffer
 from drlcli.config import OffPolicyConfig
 from drlcli.envs import VecEnv
 from drlcli.errors import DrlError
-from drlcli.networks import is_image, obs_dim, snapshot
+from drlcli.networks import is_image, obs_dim, sde_problems, snapshot
 
 
 def physical_memory() -> int | None:
@@ -54,6 +54,7 @@ def validate_offpolicy(cfg: OffPolicyConfig, num_envs: int) -> None:
         problems.append(f"algo.tau must lie in (0, 1] (got {cfg.tau})")
     if not 0 <= cfg.gamma <= 1:
         problems.append(f"algo.gamma must lie in [0, 1] (got {cfg.gamma})")
+    problems += sde_problems(cfg)
     if problems:
         raise DrlError(f"Invalid {cfg.__class__.__name__} settings: " + "; ".join(problems) + ".")
 

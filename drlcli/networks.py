@@ -421,9 +421,9 @@ def sde_problems(cfg: Any) -> list[str]:
         what = f"algo={name}{recurrent}"
         problems.append(
             f"algo.use_sde=true (generalized state-dependent exploration) is not available for "
-            f"{what}: gSDE makes the noise of a stochastic Gaussian actor a function of the "
-            f"state, which only {', '.join(SDE_ALGOS)} (feed-forward) have; TD3 and DDPG explore "
-            "with action noise around a deterministic actor (use algo.action_noise), DQN with "
+            f"{what}: drlcli's gSDE covers only {', '.join(SDE_ALGOS)} (feed-forward Gaussian "
+            "policies, whose noise it makes a function of the state); TD3 and DDPG explore with "
+            "action noise around a deterministic actor (use algo.action_noise), DQN with "
             "epsilon-greedy"
         )
     freq = getattr(cfg, "sde_sample_freq", -1)
@@ -450,7 +450,7 @@ def check_sde_action_space(cfg: Any, action_space: gym.Space) -> None:
 
 class StateDependentNoise(nn.Module):
     """gSDE's learned noise scale and its exploration matrices (Raffin et al. 2022, "Smooth
-    Exploration for Robotic Reinforcement Learning", CoRL 2021, sec. 3; Stable-Baselines3's
+    Exploration for Robotic Reinforcement Learning", CoRL 2021; Stable-Baselines3's
     ``StateDependentNoiseDistribution``).
 
     A policy's latent features z(s) (F,) -- its last hidden layer -- set the noise of the action:
@@ -469,7 +469,7 @@ class StateDependentNoise(nn.Module):
     ``sample_freq``: -1 draws new matrices only when :meth:`resample` is called (the algorithms
     call it at the start of each rollout / collection phase); n >= 1 also draws them after every
     n steps of :meth:`noise` since the last draw. ``use_expln`` replaces exp by
-    expln(x) = exp(x) for x <= 0, log1p(x) + 1 above (the paper's sec. 3, keeps sigma from
+    expln(x) = exp(x) for x <= 0, log1p(x) + 1 above (from the paper, keeps sigma from
     growing too fast). Raises DrlError for a non-positive size or a bad ``sample_freq``.
     """
 

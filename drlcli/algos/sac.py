@@ -69,6 +69,7 @@ class SquashedGaussianActor(nn.Module):
         return torch.tanh(u), squashed_log_prob(u, mean, log_std)
 
     def training_matrix(self) -> torch.Tensor | None:
+        """gSDE's per-gradient-step matrix; None: this actor draws independent noise."""
         return None
 
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
@@ -124,6 +125,7 @@ class SDESquashedGaussianActor(nn.Module):
         return mean, self.sde.log_std_of(z), z
 
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """tanh(mean) (B, d): the deterministic action."""
         return torch.tanh(self.dist(obs)[0])
 
     def sample(
@@ -137,13 +139,17 @@ class SDESquashedGaussianActor(nn.Module):
         return torch.tanh(u), squashed_log_prob(u, mean, log_std)
 
     def training_matrix(self) -> torch.Tensor:
+        """One exploration matrix (F, d) for a gradient step, differentiable in log_std."""
         return self.sde.training_matrix()
 
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
+        """Collection actions (num_envs, d) in [-1, 1]: tanh(mu(s) + z(s) @ theta_env) with
+        each env's current exploration matrix (redrawn every ``sde_sample_freq`` steps)."""
         mean, _, z = self.dist(obs)
         return torch.tanh(mean + self.sde.noise(z))
 
     def reset_noise(self) -> None:
+        """Draw new per-env exploration matrices (the start of a collection phase)."""
         self.sde.resample()
 
 

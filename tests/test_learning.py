@@ -103,7 +103,8 @@ SLOW_CASES = [
     pytest.param("sac_pendulum_tuned", -250, id="sac_pendulum_20k"),
     pytest.param("td3_pendulum_tuned", -250, id="td3_pendulum_20k"),
     pytest.param("ddpg_pendulum_tuned", -250, id="ddpg_pendulum_20k"),
-    # gSDE (issue #21), the Zoo's set: seeds 1 and 2 reached 95.2 and SEED2 at 50k.
+    # gSDE (issue #21), the Zoo's set: seeds 1-3 final 95.2 / 94.3 / 95.2 at 50k, all >= 90
+    # from the 20k evaluation on (2026-11-30).
     pytest.param("sac_mountaincar_continuous_tuned", 90, id="sac_gsde_mountaincar_continuous_50k"),
     # Recurrent PPO on CartPole without velocities: only memory can solve it.
     pytest.param("ppo_gru_cartpole_masked", 400, id="ppo_gru_masked_500k"),

@@ -30,7 +30,7 @@ from drlcli.config import (
 )
 from drlcli.envs import VecEnv
 from drlcli.errors import DrlError
-from drlcli.networks import StateDependentNoise, sde_problems
+from drlcli.networks import ActorCritic, StateDependentNoise, sde_problems
 
 CPU = torch.device("cpu")
 OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
@@ -239,3 +239,21 @@ def test_supported_configs_pass_and_bad_periods_do_not():
         StateDependentNoise(4, 1, 1, 0.0, sample_freq=0)
     with pytest.raises(DrlError, match="one step of 2 envs, got a batch of 3"):
         StateDependentNoise(4, 1, 2, 0.0).noise(torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["separate_torsos", "shared_torso"])
+def test_actor_critic_latent_is_the_actor_features_and_only_the_mean_trains_them(shared):
+    """The latent is the last hidden layer the mean head reads; the std's gradient reaches
+    log_std but not the torso (SB3's learn_features=False for PPO / A2C)."""
+    torch.manual_seed(4)
+    pol = ActorCritic(OBS, BOX, [8, 6], shared=shared, use_sde=True, num_envs=2)
+    assert pol.layout == ("shared" if shared else "sde")
+    obs = torch.randn(5, 3)
+    mean, log_std, z = pol.dist(obs)
+    torso = pol.torso if shared else pol.actor_torso
+    torch.testing.assert_close(z, torso(obs))
+    torch.testing.assert_close(mean, pol.actor_out(z))
+    assert log_std.shape == (5, 2) and z.shape == (5, 6)
+    log_std.sum().backward()
+    assert pol.sde.log_std.grad is not None and pol.sde.log_std.grad.abs().sum() > 0
+    assert all(p.grad is None for p in torso.parameters())

@@ -305,7 +305,7 @@ def preflight(cfg: Any) -> None:
     from drlcli.config import to_train_config
     from drlcli.envs import check_env_id, make_single_env
     from drlcli.hardware import check_threads, resolve_device, resolve_workers
-    from drlcli.networks import is_image
+    from drlcli.networks import check_sde_action_space, is_image
     from drlcli.registry import check_compatible
     from drlcli.runner import validate
 
@@ -326,6 +326,7 @@ def preflight(cfg: Any) -> None:
     probe = make_single_env(tc.env)
     try:
         check_compatible(tc.algo.name, probe.observation_space, probe.action_space)
+        check_sde_action_space(tc.algo, probe.action_space)
         if tc.env.normalize_obs and is_image(probe.observation_space):
             raise DrlError(
                 f"env.normalize_obs=true on image observations {probe.observation_space.shape}: "

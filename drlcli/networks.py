@@ -405,6 +405,197 @@ class GaussianHead:
         return (s1 - s0 + (var0 + (m0 - m1).pow(2)) / (2 * var1) - 0.5).sum(-1)
 
 
+# --- generalized state-dependent exploration (gSDE) -----------------------------------------
+#: Algorithms whose policies implement gSDE (``algo.use_sde``).
+SDE_ALGOS = ("sac", "ppo", "a2c")
+_SDE_EPS = 1e-6  # added to the state-dependent variance, as in Stable-Baselines3
+
+
+def sde_problems(cfg: Any) -> list[str]:
+    """Problems with a config's gSDE settings (``use_sde``, ``sde_sample_freq``), as phrases
+    for the caller's one-paragraph error. Empty for a config without gSDE fields or with
+    ``use_sde=false``. gSDE needs a stochastic Gaussian actor fed by a feed-forward network:
+    SAC, PPO (not its recurrent variant) and A2C. TD3 and DDPG explore with action noise around
+    a deterministic actor and have no learned std to make state-dependent (Stable-Baselines3
+    does not offer gSDE for them either); DQN's actions are discrete. Raises nothing.
+    """
+    if not getattr(cfg, "use_sde", False):
+        return []
+    name = str(getattr(cfg, "name", "?"))
+    problems = []
+    if name not in SDE_ALGOS or getattr(cfg, "recurrent", False):
+        recurrent = " with a recurrent policy" if getattr(cfg, "recurrent", False) else ""
+        what = f"algo={name}{recurrent}"
+        problems.append(
+            f"algo.use_sde=true (generalized state-dependent exploration) is not available for "
+            f"{what}: drlcli's gSDE covers only {', '.join(SDE_ALGOS)} (feed-forward Gaussian "
+            "policies, whose noise it makes a function of the state); TD3 and DDPG explore with "
+            "action noise around a deterministic actor (use algo.action_noise), DQN with "
+            "epsilon-greedy"
+        )
+    freq = getattr(cfg, "sde_sample_freq", -1)
+    if freq == 0 or freq < -1:
+        problems.append(
+            f"algo.sde_sample_freq must be -1 (new exploration matrices only at the start of "
+            f"each rollout / collection phase) or >= 1 (also every n env steps), got {freq}"
+        )
+    return problems
+
+
+def check_sde_action_space(cfg: Any, action_space: gym.Space) -> None:
+    """Raise DrlError when ``cfg.use_sde`` is set for an action space gSDE cannot draw noise
+    for (anything but a 1-D Box): exploration matrices map features to continuous actions."""
+    if getattr(cfg, "use_sde", False) and not (
+        isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+    ):
+        raise DrlError(
+            f"algo.use_sde=true (gSDE) draws continuous exploration noise, but this env's action "
+            f"space is {action_space}; set algo.use_sde=false (discrete policies explore by "
+            "sampling their categorical distribution)."
+        )
+
+
+class StateDependentNoise(nn.Module):
+    """gSDE's learned noise scale and its exploration matrices (Raffin et al. 2022, "Smooth
+    Exploration for Robotic Reinforcement Learning", CoRL 2021; Stable-Baselines3's
+    ``StateDependentNoiseDistribution``).
+
+    A policy's latent features z(s) (F,) -- its last hidden layer -- set the noise of the action:
+    eps(s) = z(s) @ theta_eps with an exploration matrix theta_eps (F, d) whose entries are drawn
+    from N(0, sigma_ij^2), sigma = exp(log_std) (or ``expln``, below). For a fixed state this is a
+    Gaussian with variance sum_j z_j(s)^2 sigma_ji^2 per action dim i, so the action
+    a = mu(s) + eps(s) has log-density log N(a; mu(s), sqrt(z(s)^2 @ sigma^2 + 1e-6)) (the
+    1e-6 as in SB3, keeping the density finite where all features are 0). Holding theta_eps
+    fixed over several steps makes the exploration smooth in time.
+
+    Shapes: ``log_std`` is a Parameter (F, d) (``full_std``) or (F, 1) (one sigma per feature,
+    broadcast over actions); ``matrices`` (num_envs, F, d) is a buffer, one matrix per env, so it
+    is saved with the module's state dict (checkpoints resume with the very same matrices);
+    ``steps_since`` counts vector steps since the matrices were drawn.
+
+    ``sample_freq``: -1 draws new matrices only when :meth:`resample` is called (the algorithms
+    call it at the start of each rollout / collection phase); n >= 1 also draws them after every
+    n steps of :meth:`noise` since the last draw. ``use_expln`` replaces exp by
+    expln(x) = exp(x) for x <= 0, log1p(x) + 1 above (from the paper, keeps sigma from
+    growing too fast). Raises DrlError for a non-positive size or a bad ``sample_freq``.
+    """
+
+    matrices: torch.Tensor
+    steps_since: torch.Tensor
+
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int,
+        num_envs: int,
+        log_std_init: float,
+        full_std: bool = True,
+        use_expln: bool = False,
+        sample_freq: int = -1,
+    ):
+        super().__init__()
+        if latent_dim < 1 or action_dim < 1 or num_envs < 1:
+            raise DrlError(
+                f"gSDE needs >= 1 latent feature, action dim and env (got {latent_dim}, "
+                f"{action_dim}, {num_envs})."
+            )
+        if sample_freq == 0 or sample_freq < -1:
+            raise DrlError(f"algo.sde_sample_freq must be -1 or >= 1, got {sample_freq}.")
+        self.latent_dim, self.action_dim, self.num_envs = latent_dim, action_dim, num_envs
+        self.full_std, self.use_expln, self.sample_freq = full_std, use_expln, sample_freq
+        cols = action_dim if full_std else 1
+        self.log_std = nn.Parameter(torch.full((latent_dim, cols), float(log_std_init)))
+        self.register_buffer("matrices", torch.zeros(num_envs, latent_dim, action_dim))
+        self.register_buffer("steps_since", torch.zeros((), dtype=torch.long))
+        self.resample()
+
+    def std(self) -> torch.Tensor:
+        """sigma (F, d) from ``log_std``: exp, or expln when ``use_expln``."""
+        log_std = self.log_std
+        if self.use_expln:
+            # exp below 0, log1p(x) + 1 above; the clamps keep the unused branch finite.
+            below = torch.exp(log_std.clamp(max=0.0))
+            above = torch.log1p(log_std.clamp(min=0.0)) + 1.0
+            sigma = torch.where(log_std <= 0, below, above)
+        else:
+            sigma = torch.exp(log_std)
+        return sigma.expand(self.latent_dim, self.action_dim)
+
+    def log_std_of(self, latent: torch.Tensor) -> torch.Tensor:
+        """The log std (B, d) of the action given latent features ``latent`` (B, F):
+        0.5 log(z^2 @ sigma^2 + 1e-6). Differentiable in ``log_std`` and in ``latent``
+        (callers that do not learn the features pass ``latent.detach()``)."""
+        var = latent.pow(2) @ self.std().pow(2)
+        return 0.5 * torch.log(var + _SDE_EPS)
+
+    @torch.no_grad()
+    def resample(self) -> None:
+        """Draw new exploration matrices (num_envs, F, d), one per env, from N(0, sigma^2);
+        uses torch's global RNG. Resets the step count."""
+        sigma = self.std().detach()
+        self.matrices.copy_(sigma * torch.randn_like(self.matrices))
+        self.steps_since.zero_()
+
+    @torch.no_grad()
+    def noise(self, latent: torch.Tensor) -> torch.Tensor:
+        """The exploration noise (num_envs, d) for one vector step, row i = latent[i] @
+        matrices[i], from latent features (num_envs, F). Counts the step; with
+        ``sample_freq`` n >= 1 first draws new matrices once n steps used the current ones.
+        Raises DrlError when the batch is not one row per env."""
+        if latent.shape[0] != self.num_envs:
+            raise DrlError(
+                f"gSDE exploration noise is drawn for one step of {self.num_envs} envs, got a "
+                f"batch of {latent.shape[0]} (use independent_noise for other batches)."
+            )
+        if self.sample_freq > 0 and int(self.steps_since) >= self.sample_freq:
+            self.resample()
+        self.steps_since.add_(1)
+        return torch.bmm(latent.unsqueeze(1), self.matrices).squeeze(1)
+
+    def training_matrix(self) -> torch.Tensor:
+        """One exploration matrix (F, d) = sigma * N(0, 1), differentiable in ``log_std``
+        (reparameterization): SAC draws one per gradient step for its whole batch, as SB3's
+        ``reset_noise()`` in ``SAC.train``."""
+        sigma = self.std()
+        return sigma * torch.randn_like(sigma)
+
+    @torch.no_grad()
+    def independent_noise(self, latent: torch.Tensor) -> torch.Tensor:
+        """Noise (B, d) with a fresh matrix per row of ``latent`` (B, F): one stochastic
+        action per state outside of collection (evaluation with deterministic=false), leaving
+        the collection matrices and their step count untouched."""
+        sigma = self.std()
+        mats = sigma * torch.randn(latent.shape[0], *sigma.shape, device=latent.device)
+        return torch.bmm(latent.unsqueeze(1), mats).squeeze(1)
+
+
+class SDEGaussianHead(GaussianHead):
+    """A Gaussian head whose std depends on the state through gSDE (StateDependentNoise).
+
+    Params are (mean (B, d), log_std (B, d), latent (B, F)): the log std is
+    ``noise.log_std_of(latent)``, so log_prob, entropy and KL are the diagonal Gaussian's of
+    GaussianHead with a per-sample std. Rollout samples (``sample_and_log_prob``, one row per
+    env) add the noise of the env's exploration matrix, latent @ theta_eps; ``sample`` (any
+    batch) draws a fresh matrix per row. The latent is detached by the policy (SB3's
+    ``learn_features=False`` for PPO / A2C): only the mean and sigma learn from the loss.
+    """
+
+    def __init__(self, dim: int, noise: StateDependentNoise):
+        super().__init__(dim)
+        self.noise = noise
+
+    @staticmethod
+    def _split(params: DistParams) -> tuple[torch.Tensor, torch.Tensor]:
+        return params[0], params[1]
+
+    def sample(self, params: DistParams) -> torch.Tensor:
+        return params[0] + self.noise.independent_noise(params[2])
+
+    def sample_and_log_prob(self, params: DistParams) -> tuple[torch.Tensor, torch.Tensor]:
+        action = params[0] + self.noise.noise(params[2])
+        return action, self.log_prob(params, action)
+
+
 def live_or_copy(log_std: torch.Tensor) -> torch.Tensor:
     """The state-independent log std (d,) to hand out beside a Gaussian's means.
 
@@ -485,6 +676,15 @@ class ActorCritic(nn.Module):
     * ``separate``: two plain MLPs, for methods that optimize the actor's parameters on their
       own (TRPO's natural gradient, separate actor / critic optimizers);
     * ``shared=True``: one torso with an actor head and a critic head.
+
+    ``use_sde=True`` (Box actions) replaces the state-independent log std with gSDE
+    (StateDependentNoise, Raffin et al. 2022): the actor's last hidden layer (B, F) is the
+    latent the noise is built from, so a ``stacked`` layout becomes an actor torso
+    (in -> hidden, activation after every layer), a linear mean head and a separate critic MLP
+    (the same function as the stacked net, evaluated unbatched); shared / image torsos hand
+    their features over as they are. Distribution params are then (mean, log_std (B, d),
+    latent (B, F)) for SDEGaussianHead; ``num_envs`` sizes the per-env exploration matrices.
+    Raises DrlError for gSDE with discrete actions or the ``separate`` layout.
     """
 
     def __init__(
@@ -497,10 +697,22 @@ class ActorCritic(nn.Module):
         ortho_init: bool = True,
         log_std_init: float = 0.0,
         layout: str = "stacked",
+        use_sde: bool = False,
+        num_envs: int = 1,
+        sde_sample_freq: int = -1,
+        full_std: bool = True,
+        use_expln: bool = False,
     ):
         super().__init__()
         self.head: CategoricalHead | GaussianHead = make_head(action_space)
         self.continuous = isinstance(self.head, GaussianHead)
+        self.use_sde = use_sde
+        check_sde_action_space(self, action_space)
+        if use_sde and layout == "separate" and not (shared or is_image(observation_space)):
+            raise DrlError(
+                "algo.use_sde=true (gSDE) is implemented for the stacked and shared network "
+                "layouts (ppo, a2c, sac), not the separate one this algorithm uses."
+            )
         out = self.head.param_dim
         self.out_dim = out
         self.image = is_image(observation_space)
@@ -527,6 +739,14 @@ class ActorCritic(nn.Module):
             in_dim = obs_dim(observation_space)
             self.actor = mlp(in_dim, hidden_sizes, out, activation, 0.01, ortho_init)
             self.critic = mlp(in_dim, hidden_sizes, 1, activation, 1.0, ortho_init)
+        elif self.layout == "stacked" and use_sde:
+            # gSDE needs the actor's last hidden layer: an unstacked actor torso + mean head.
+            self.layout = "sde"
+            in_dim = obs_dim(observation_space)
+            self.actor_torso = mlp(in_dim, hidden_sizes, None, activation, ortho=ortho_init)
+            last = self.actor_torso.out_features
+            self.actor_out = layer_init(nn.Linear(last, out), 0.01, ortho_init)
+            self.critic = mlp(in_dim, hidden_sizes, 1, activation, 1.0, ortho_init)
         elif self.layout == "stacked":
             in_dim = obs_dim(observation_space)
             # Separate actor (net 0, small output gain 0.01) and critic (net 1, gain 1).
@@ -535,7 +755,13 @@ class ActorCritic(nn.Module):
             )
         else:
             raise DrlError(f"Unknown network layout '{layout}': stacked, separate or shared.")
-        if self.continuous:
+        if use_sde:
+            latent_dim = self.actor_out.in_features
+            self.sde = StateDependentNoise(
+                latent_dim, out, num_envs, log_std_init, full_std, use_expln, sde_sample_freq
+            )
+            self.head = SDEGaussianHead(out, self.sde)
+        elif self.continuous:
             self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
 
     def actor_parameters(self) -> list[nn.Parameter]:
@@ -558,12 +784,34 @@ class ActorCritic(nn.Module):
     def _params(self, out: torch.Tensor) -> DistParams:
         return (out, live_or_copy(self.log_std)) if self.continuous else out
 
+    def _sde_params(self, latent: torch.Tensor) -> DistParams:
+        """(mean (B, d), log_std (B, d), latent (B, F)) from the actor's features; the latent
+        is detached (SB3's learn_features=False: the features learn from the mean only)."""
+        z = latent.detach()
+        return self.actor_out(latent), self.sde.log_std_of(z), z
+
+    def action_std(self, obs: torch.Tensor) -> float:
+        """Mean std of the action distribution over ``obs`` (B, ...), for logging."""
+        with torch.no_grad():
+            if self.use_sde:
+                return float(self.dist(obs)[1].exp().mean())
+            return float(self.log_std.exp().mean())
+
+    def reset_noise(self) -> None:
+        """gSDE: draw new exploration matrices (the start of a rollout); else nothing."""
+        if self.use_sde:
+            self.sde.resample()
+
     def dist_and_value(self, obs: torch.Tensor) -> tuple[DistParams, torch.Tensor]:
         """Policy parameters and state value (B,) in one pass."""
         x = self._flat(obs)
         if self.layout == "shared":
             h = self.torso(x)
+            if self.use_sde:
+                return self._sde_params(h), self.critic_out(h).squeeze(-1)
             return self._params(self.actor_out(h)), self.critic_out(h).squeeze(-1)
+        if self.layout == "sde":
+            return self._sde_params(self.actor_torso(x)), self.critic(x).squeeze(-1)
         if self.layout == "separate":
             return self._params(self.actor(x)), self.critic(x).squeeze(-1)
         actor_out, critic_out = self.nets(x)
@@ -572,7 +820,11 @@ class ActorCritic(nn.Module):
     def dist(self, obs: torch.Tensor) -> DistParams:
         x = self._flat(obs)
         if self.layout == "shared":
+            if self.use_sde:
+                return self._sde_params(self.torso(x))
             return self._params(self.actor_out(self.torso(x)))
+        if self.layout == "sde":
+            return self._sde_params(self.actor_torso(x))
         if self.layout == "separate":
             return self._params(self.actor(x))
         return self._params(self.nets.forward_one(x, 0))
@@ -581,7 +833,7 @@ class ActorCritic(nn.Module):
         x = self._flat(obs)
         if self.layout == "shared":
             return self.critic_out(self.torso(x)).squeeze(-1)
-        if self.layout == "separate":
+        if self.layout in ("separate", "sde"):
             return self.critic(x).squeeze(-1)
         return self.nets.forward_one(x, 1).squeeze(-1)
 

@@ -242,9 +242,10 @@ class PPO(OnPolicy):
 
 
 def _index(params: DistParams, idx: torch.Tensor) -> DistParams:
+    """Rows ``idx`` of per-sample distribution params; a state-independent log std (d,) is
+    shared by all rows, gSDE's per-sample log std (B, d) and latent (B, F) are indexed."""
     if isinstance(params, tuple):
-        mean, log_std = params
-        return mean[idx], log_std
+        return tuple(p[idx] if p.dim() > 1 else p for p in params)
     return params[idx]
 
 

@@ -11,6 +11,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,37 @@ class RunResult:
     sps: float  # env steps per second of the training loop
     solved_at_step: int | None = None
     interrupted_by: str | None = None  # SIGINT / SIGTERM when status is "interrupted"
+
+
+@dataclass
+class RunHooks:
+    """What a caller (the CLI, `drl tune`) adds to a run without changing what it learns.
+
+    ``algo_label`` / ``env_label``: the config choices (``ppo_gru``, ``cartpole_masked``) named
+    in the start line beside ``algo.name`` and ``env.id``. ``notes``: lines printed after the
+    start line (the tuned set applied and the values it changed).
+    ``on_eval(step, mean_return)``: called after every periodic evaluation (not the final one);
+    returning a reason string stops the run with status "pruned" (an Optuna pruner's verdict).
+    """
+
+    algo_label: str | None = None
+    env_label: str | None = None
+    notes: list[str] | None = None
+    on_eval: Callable[[int, float], str | None] | None = None
+
+
+def rollout_rounding(cfg: TrainConfig) -> tuple[int, int] | None:
+    """(steps per update, steps actually run) when ``total_timesteps`` is not a whole number of
+    fixed-size rollouts (PPO, A2C, AC, TRPO collect ``algo.num_steps x env.num_envs`` env steps
+    per update and the loop finishes the rollout it started); None when it divides evenly or
+    the algorithm's collection size varies (REINFORCE's whole episodes, A3C's learners)."""
+    num_steps = getattr(cfg.algo, "num_steps", None)
+    if num_steps is None or cfg.algo.name in ("reinforce", "a3c"):
+        return None
+    per_update = int(num_steps) * cfg.env.num_envs
+    if per_update <= 0 or cfg.total_timesteps % per_update == 0:
+        return None
+    return per_update, math.ceil(cfg.total_timesteps / per_update) * per_update
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -219,7 +251,11 @@ def load_resume_state(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
     return state
 
 
-def train(cfg: TrainConfig, run_dir: Path | str, command: str = "") -> RunResult:
+def train(
+    cfg: TrainConfig, run_dir: Path | str, command: str = "", hooks: RunHooks | None = None
+) -> RunResult:
+    """Train ``cfg`` into ``run_dir`` (created if missing) and return the run's result; see
+    :class:`RunHooks` for ``hooks``. Raises DrlError on bad settings or divergence."""
     validate(cfg)
     run_dir = Path(run_dir)
     resume_state = load_resume_state(cfg, run_dir)
@@ -230,7 +266,9 @@ def train(cfg: TrainConfig, run_dir: Path | str, command: str = "") -> RunResult
     try:
         algo = registry.build(cfg.algo, env_info_of(env), device)
         algo.set_budget(cfg.total_timesteps)
-        return _train_loop(cfg, run_dir, command, algo, env, eval_env, resolved, resume_state)
+        return _train_loop(
+            cfg, run_dir, command, algo, env, eval_env, resolved, resume_state, hooks or RunHooks()
+        )
     finally:
         if algo is not None:
             algo.close()
@@ -337,7 +375,9 @@ def _train_loop(
     eval_env: VecEnv,
     resolved: Any,
     resume_state: dict[str, Any] | None = None,
+    hooks: RunHooks | None = None,
 ) -> RunResult:
+    hooks = hooks or RunHooks()
     start_step = int(resume_state["step"]) if resume_state else 0
     # A requeued job whose run had already finished: evaluate and report, log nothing new.
     already_done = resume_state is not None and start_step >= cfg.total_timesteps
@@ -388,11 +428,27 @@ def _train_loop(
         if resolved.num_workers
         else ""
     )
+    algo_s = cfg.algo.name
+    if hooks.algo_label and hooks.algo_label != cfg.algo.name:
+        algo_s = f"{hooks.algo_label} ({cfg.algo.name})"
+    env_s = cfg.env.id
+    if hooks.env_label:
+        env_s = f"{cfg.env.id} (env={hooks.env_label})"
     logger.line(
-        f"drl: training {cfg.algo.name} on {cfg.env.id} ({cfg.env.num_envs} envs, seed "
+        f"drl: training {algo_s} on {env_s} ({cfg.env.num_envs} envs, seed "
         f"{cfg.seed}) on {resolved.device} with {resolved.torch_threads} thread(s){workers} "
         f"-> {run_dir}"
     )
+    for note in hooks.notes or []:
+        logger.line(note)
+    rounding = rollout_rounding(cfg)
+    if rounding and not already_done:
+        per_update, runs = rounding
+        logger.line(
+            f"drl: total_timesteps={cfg.total_timesteps} rounds up to {runs} env steps: each "
+            f"update takes a whole rollout of algo.num_steps x env.num_envs = "
+            f"{cfg.algo.num_steps} x {cfg.env.num_envs} = {per_update} steps"
+        )
     for line in getattr(algo, "summary_lines", list)():
         logger.line(line)
     if not env.has_time_limit:
@@ -494,6 +550,22 @@ def _train_loop(
                     )
                     logger.dump(step)
                     schedule["next_eval"] = step + cfg.eval.every
+                    mean_eval = float(np.mean(eval_returns))
+                    prune_reason = hooks.on_eval(step, mean_eval) if hooks.on_eval else None
+                    if (
+                        prune_reason is None
+                        and cfg.eval.prune_below is not None
+                        and step >= cfg.eval.prune_after
+                        and mean_eval < cfg.eval.prune_below
+                    ):
+                        prune_reason = (
+                            f"mean eval return {mean_eval:.2f} < eval.prune_below="
+                            f"{cfg.eval.prune_below} at step {step}"
+                        )
+                    if prune_reason:
+                        status = "pruned"
+                        logger.line(f"drl: pruned at step {step}: {prune_reason}")
+                        break
                     if (
                         cfg.eval.early_stop
                         and target is not None

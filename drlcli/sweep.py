@@ -49,9 +49,10 @@ def _job_num(name: str) -> int:
 
 
 def render_summary(rows: list[dict[str, Any]], title: str) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from drlcli.logger import make_console
 
     # Show what varies between jobs; what all of them share goes in the caption. Overrides are
     # not rich markup: `env.imports=[mypkg]` would lose its brackets.
@@ -82,17 +83,11 @@ def render_summary(rows: list[dict[str, Any]], title: str) -> None:
             str(row.get("global_step") or "-"),
             f"{wall:.1f}" if isinstance(wall, float) else "-",
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 class MultirunSummary(Callback):
     """Prints one row per job when a multirun ends: overrides, final eval, steps, time, status."""
-
-    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        # SQLite cannot create the folder of its database file; the sweeper opens it next.
-        storage = str(config.hydra.sweeper.get("storage") or "")
-        if storage.startswith("sqlite:///"):
-            Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -353,6 +353,7 @@ def _objective(trial: Any, spec: TuneSpec) -> float:
     params = {p.name: p.suggest(trial) for p in spec.params}
     trial_dir = Path(spec.study_dir) / trial_dir_name(trial.number, params)
     trial.set_user_attr("run_dir", str(trial_dir))
+    trial.set_user_attr("worker_pid", os.getpid())
     finals: list[float] = []
     for k in range(spec.seeds):
         seed = spec.base_seed + k

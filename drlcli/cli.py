@@ -147,11 +147,16 @@ def split_train_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _compose(overrides: list[str]) -> Any:
+    """The config composed from drlcli's configs with ``overrides`` (inside a running Hydra app,
+    such as a `drl train` job, through that app's already initialized Hydra)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     from drlcli.config import register_configs
 
     register_configs()
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=overrides)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose("config", overrides=overrides)
 
@@ -227,6 +232,12 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
             check_launcher(o.get_value_element_as_str())
         if key.startswith("hydra") or o.is_delete() or o.is_add() or o.is_force_add():
             continue
+        if key == "search":
+            raise DrlError(
+                f"search={o.get_value_element_as_str()}: hyperparameter search is its own command "
+                "now, with pruning: drl tune <search space> [overrides] (drl tune --help; the "
+                "spaces are in conf/search/)."
+            )
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
         if key in (*GROUPS, "tuned"):
             options = group_options(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -258,8 +259,11 @@ def test_eval_reproduces_the_final_training_evaluation(drl, tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     trained = json.loads((tmp_path / "r" / "result.json").read_text())
-    out = run([drl, "eval", str(tmp_path / "r"), "--video"], tmp_path, None)
+    # Headless, as on a cluster node: no display, no XDG_RUNTIME_DIR, and no SDL complaint.
+    headless = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "XDG_RUNTIME_DIR")}
+    out = run([drl, "eval", str(tmp_path / "r"), "--video"], tmp_path, headless)
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "XDG_RUNTIME_DIR" not in out.stderr + out.stdout
     report = json.loads((tmp_path / "r" / f"eval_step{trained['global_step']}.json").read_text())
     assert report["mean_return"] == pytest.approx(trained["eval_mean_return"])
     assert report["episodes"] == 3 and report["deterministic"]

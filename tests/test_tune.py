@@ -87,10 +87,13 @@ def test_study_records_complete_pruned_and_failed_trials_and_writes_the_best(drl
     assert f"best trial {best.number}: value {best.value:.2f}" in out.stdout
 
 
-def test_parallel_workers_share_an_rdb_study_that_a_second_command_resumes(drl, tmp_path):
+def test_parallel_workers_share_an_rdb_study_that_a_second_command_resumes(
+    drl, tmp_path, monkeypatch, capsys
+):
+    from drlcli.tune import cmd_tune
+
     db = tmp_path / "db" / "study.db"
     args = [
-        drl,
         "tune",
         "ppo_cartpole",
         *TINY,
@@ -102,18 +105,20 @@ def test_parallel_workers_share_an_rdb_study_that_a_second_command_resumes(drl, 
         "--dir",
         str(tmp_path / "runs"),
     ]
-    out = run([*args, "--trials", "2", "--jobs", "2"], tmp_path)
+    out = run([drl, *args, "--trials", "2", "--jobs", "2"], tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     storage = f"sqlite:///{db}"
     trials = optuna.load_study(study_name="shared", storage=storage).trials
     assert len(trials) == 2
     # Two worker processes ran one trial each.
     assert len({t.user_attrs["worker_pid"] for t in trials}) == 2
-    out = run([*args, "--trials", "1"], tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "(2 earlier trials)" in out.stdout
+    # The same command again (here in this process) adds to the study.
+    monkeypatch.chdir(tmp_path)
+    assert cmd_tune([*args[1:], "--trials", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "(2 earlier trials)" in printed
     assert len(optuna.load_study(study_name="shared", storage=storage).trials) == 3
-    assert f"optuna-dashboard sqlite:///{db}" in out.stdout
+    assert f"optuna-dashboard sqlite:///{db}" in printed
 
 
 def test_pruning_hook_stops_the_run_without_a_final_evaluation(tmp_path):

@@ -526,7 +526,12 @@ def cmd_tune(argv: list[str]) -> int:
     study directory or storage exists."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="drl tune", description=TUNE_DESCRIPTION)
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:
+            # parse_intermixed_args calls the optional overrides "required" with the search
+            super().error(message.replace("search, overrides", "search"))
+
+    parser = Parser(prog="drl tune", description=TUNE_DESCRIPTION)
     parser.add_argument(
         "search",
         help=f"search space: a name in conf/search ({', '.join(search_names())}) or a YAML path",
@@ -538,8 +543,16 @@ def cmd_tune(argv: list[str]) -> int:
         default=None,
         help="trials to add (default: the search space's study.n_trials, else 20)",
     )
-    parser.add_argument("--sampler", default=None, help=f"{' | '.join(SAMPLERS)} (default tpe)")
-    parser.add_argument("--pruner", default=None, help=f"{' | '.join(PRUNERS)} (default median)")
+    parser.add_argument(
+        "--sampler",
+        default=None,
+        help=f"{' | '.join(SAMPLERS)} (default: the search space's, else tpe)",
+    )
+    parser.add_argument(
+        "--pruner",
+        default=None,
+        help=f"{' | '.join(PRUNERS)} (default: the search space's, else median)",
+    )
     parser.add_argument(
         "--startup-trials",
         type=int,
@@ -559,7 +572,7 @@ def cmd_tune(argv: list[str]) -> int:
     parser.add_argument(
         "--storage",
         default=None,
-        help=f"default journal:<study dir>/journal.log; forms: {STORAGE_FORMS}",
+        help=f"where the study lives: {STORAGE_FORMS}",
     )
     parser.add_argument(
         "--dir",

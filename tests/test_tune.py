@@ -187,3 +187,20 @@ def test_bad_search_space_is_named(params, message, tmp_path, monkeypatch):
         cmd_tune([str(space), "--dir", str(tmp_path / "study")])
     assert message in str(err.value)
     assert not (tmp_path / "study").exists()
+
+
+def test_seeds_per_trial_average_and_report_seed_after_seed(tmp_path, monkeypatch, capsys):
+    from drlcli.tune import cmd_tune, report_step
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["ppo_cartpole", *TINY, "total_timesteps=1024", "--seeds", "2", "--trials", "1"]
+    assert cmd_tune([*argv, "--sampler", "cmaes", "--pruner", "none", "--dir", "s"]) == 0
+    assert "1 trials in" in capsys.readouterr().out
+    (trial,) = journal_study(tmp_path / "s" / "journal.log", "ppo_cartpole").trials
+    run_dir = Path(trial.user_attrs["run_dir"])
+    finals = [json.loads((run_dir / s / "result.json").read_text()) for s in ("s1", "s2")]
+    assert [f["status"] for f in finals] == ["finished", "finished"]
+    assert trial.value == pytest.approx(sum(f["eval_mean_return"] for f in finals) / 2)
+    # Evaluations at 512 and 1024 of each seed, seed 2's after seed 1's.
+    expected = [report_step(k, i, 1024, 512) for k in (0, 1) for i in (1, 2)]
+    assert sorted(trial.intermediate_values) == expected == [512, 1024, 2048, 2560]

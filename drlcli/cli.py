@@ -389,6 +389,29 @@ def _task(cfg: Any) -> float:
     return result.eval_mean_return
 
 
+def sweep_name_overrides(overrides: list[str]) -> list[str]:
+    """For `drl train -m`: keep the keys every job shares out of job directory names, so a
+    name (and a TensorBoard run name) is ``<job>_<algo>_<env>_<swept values in full>`` rather
+    than the swept values buried among constants. Returns the Hydra override that extends
+    conf/config.yaml's ``override_dirname.exclude_keys`` with the non-swept keys (none when the
+    command line sets exclude_keys itself)."""
+    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    if any(o.key_or_group.startswith("hydra.job.config.override_dirname") for o in parsed):
+        return []
+    base = yaml.safe_load((config_dir() / "config.yaml").read_text())
+    keys = list(base["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"])
+    for o in parsed:
+        key = o.key_or_group
+        if not key.startswith("hydra") and not o.is_sweep_override() and key not in keys:
+            keys.append(key)
+    if not all(re.fullmatch(r"[\w./@-]+", k) for k in keys):
+        return []  # a key Hydra's list syntax would need quoting for: keep the full names
+    return [f"hydra.job.config.override_dirname.exclude_keys=[{','.join(keys)}]"]
+
+
 def tuned_notes(algo: str | None, env: str | None, tuned: str | None, cfg: Any) -> list[str]:
     """The start line's note on the tuned set: which file was applied and each value it changed
     from the algo/env defaults (and where the command line then set another value). Empty when
@@ -472,6 +495,8 @@ def cmd_train(argv: list[str]) -> int:
         composed = check_overrides(overrides, multirun)
         if composed is not None:
             preflight(composed)
+    if multirun:
+        argv = [*argv, *sweep_name_overrides(overrides)]
 
     import hydra
 

@@ -58,9 +58,7 @@ def render_summary(rows: list[dict[str, Any]], title: str) -> None:
     # not rich markup: `env.imports=[mypkg]` would lose its brackets.
     split = [escape(r["overrides"]).split() for r in rows]
     common = set.intersection(*(set(s) for s in split)) if split else set()
-    table = Table(
-        title=title, caption=("all jobs: " + " ".join(sorted(common))) if common else None
-    )
+    table = Table(title=title, title_justify="left")
     for col in ("#", "overrides", "status", "final eval return", "steps", "wall (s)"):
         table.add_column(
             col, justify="left" if col in ("overrides", "status") else "right", overflow="fold"
@@ -83,7 +81,10 @@ def render_summary(rows: list[dict[str, Any]], title: str) -> None:
             str(row.get("global_step") or "-"),
             f"{wall:.1f}" if isinstance(wall, float) else "-",
         )
-    make_console().print(table)
+    console = make_console()
+    console.print(table)
+    if common:  # a line, not a caption: a caption wraps at the table's width
+        console.print("all jobs: " + " ".join(sorted(common)))
 
 
 class MultirunSummary(Callback):

@@ -52,7 +52,8 @@ def multirun(tmp_path_factory):
             f"hydra.sweep.dir={root / 'sweep'}",
         ],
         root,
-        None,
+        # Output to a pipe, no COLUMNS (pytest sets it to 80 for child processes): 400 columns.
+        {k: v for k, v in os.environ.items() if k != "COLUMNS"},
     )
     assert out.returncode == 0, out.stdout + out.stderr
     return root / "sweep", out.stdout
@@ -72,9 +73,19 @@ def test_multirun_writes_four_runs_and_a_summary(multirun):
     sweep, stdout = multirun
     jobs = job_dirs(sweep)
     assert len(jobs) == 4
-    # Job directories say what differs: algo, env and the swept values.
-    named = [j.name for j in jobs if "_ppo_cartpole_" in j.name]
-    assert any("algo.learning_rate=0.0003" in n and "seed=2" in n for n in named), named
+    # Job directories (TensorBoard's run names) say what differs: algo, env and the swept
+    # values in full; the settings every job shares stay out.
+    assert sorted(j.name for j in jobs) == [
+        "0_ppo_cartpole_algo.learning_rate=0.001,seed=1",
+        "1_ppo_cartpole_algo.learning_rate=0.0003,seed=1",
+        "2_ppo_cartpole_algo.learning_rate=0.001,seed=2",
+        "3_ppo_cartpole_algo.learning_rate=0.0003,seed=2",
+    ]
+    # What every job shares: one line, not cut at 80 columns.
+    assert (
+        "\nall jobs: checkpoint.every=0 env.max_episode_steps=100 eval.episodes=3 eval.every=1024 "
+        "log.progress=plain total_timesteps=2048\n" in stdout
+    )
     assert "drl multirun summary" in stdout
     rows = json.loads((sweep / "summary.json").read_text())
     assert [r["status"] for r in rows] == ["finished"] * 4

@@ -100,6 +100,23 @@ def describe_options(group: str) -> list[tuple[str, str]]:
     return out
 
 
+def algo_option_name(option: str) -> str:
+    """The ``algo.name`` (registry spec) an ``algo=<option>`` YAML resolves to: its own ``name:``
+    or, through its ``defaults`` list, its base's (``/schema/algo/<name>`` or a base option)."""
+    import yaml
+
+    data = yaml.safe_load((config_dir() / "algo" / f"{option}.yaml").read_text()) or {}
+    if "name" in data:
+        return str(data["name"])
+    for entry in data.get("defaults") or []:
+        if not isinstance(entry, str) or entry == "_self_":
+            continue
+        if entry.startswith("/schema/algo/"):
+            return entry.removeprefix("/schema/algo/").split("@")[0]
+        return algo_option_name(entry.split("@")[0])
+    raise DrlError(f"conf/algo/{option}.yaml names no algorithm (no name: and no base).")
+
+
 def group_options(group: str) -> list[str]:
     return [name for name, _ in describe_options(group)]
 
@@ -108,6 +125,7 @@ def cmd_list(argv: list[str]) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    from drlcli import registry
     from drlcli.logger import make_console
 
     console = make_console()
@@ -115,8 +133,14 @@ def cmd_list(argv: list[str]) -> int:
         table = Table(title=f"{group}  ({group}=<name>)", title_justify="left", show_header=False)
         table.add_column(style="bold cyan")
         table.add_column()
+        if group == "algo":
+            table.add_column(style="dim")
         for name, desc in describe_options(group):
-            table.add_row(name, escape(desc))  # "drlcli[atari]" is not rich markup
+            row = [name, escape(desc)]  # "drlcli[atari]" is not rich markup
+            if group == "algo":
+                obs, act = registry.describe_spaces(registry.spec(algo_option_name(name)))
+                row.append(f"obs: {obs}; actions: {act}")
+            table.add_row(*row)
         console.print(table)
     tuned = group_options("tuned")
     if tuned:

@@ -311,20 +311,12 @@ class TrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
 
 
-# Algorithm schemas by config name. A variant config (e.g. a tuned PPO) extends its base YAML
-# rather than adding a schema here.
-ALGO_SCHEMAS: dict[str, type] = {
-    "ppo": PPOConfig,
-    "a2c": A2CConfig,
-    "a3c": A3CConfig,
-    "ac": ACConfig,
-    "reinforce": ReinforceConfig,
-    "trpo": TRPOConfig,
-    "dqn": DQNConfig,
-    "sac": SACConfig,
-    "td3": TD3Config,
-    "ddpg": TD3Config,
-}
+def algo_schemas() -> dict[str, type]:
+    """Algorithm config schemas by ``algo.name``, from the registry's specs (issue #18). A
+    variant config (e.g. a tuned PPO) extends its base YAML rather than adding a schema."""
+    from drlcli.registry import specs
+
+    return {name: spec.config for name, spec in specs().items()}
 
 
 def register_configs() -> None:
@@ -333,7 +325,7 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="schema", name="env", node=EnvConfig)
     cs.store(group="schema", name="hardware", node=HardwareConfig)
-    for name, schema in ALGO_SCHEMAS.items():
+    for name, schema in algo_schemas().items():
         cs.store(group="schema/algo", name=name, node=schema)
 
 
@@ -354,11 +346,12 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
 
     algo = dict(data.get("algo") or {})
     name = algo.get("name")
-    schema = ALGO_SCHEMAS.get(str(name))
+    schemas = algo_schemas()
+    schema = schemas.get(str(name))
     if schema is None:
         raise DrlError(
             f"The saved config names algorithm '{name}', which this drlcli does not know."
-            f"{did_you_mean(str(name), ALGO_SCHEMAS)}"
+            f"{did_you_mean(str(name), schemas)}"
         )
     rest = {k: v for k, v in data.items() if k != "algo"}
     base = OmegaConf.structured(TrainConfig(algo=schema()))

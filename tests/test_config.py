@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 
+import gymnasium as gym
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from drlcli import cli
+from drlcli import cli, registry
 from drlcli.config import TrainConfig
 from drlcli.errors import DrlError
 
@@ -31,8 +32,12 @@ def test_defaults():
     assert (cfg.algo.num_steps, cfg.algo.update_epochs, cfg.algo.gamma) == (32, 20, 0.98)
 
 
-DISCRETE_ONLY = {"dqn", "double_dqn", "dueling_dqn", "rainbow_lite"}
-CONTINUOUS_ONLY = {"sac", "td3", "ddpg"}
+# What each algo option can handle, derived from its registry spec (issue #18): a new algorithm
+# gets every composition case below without editing this file.
+SPECS = {a: registry.spec(cli.algo_option_name(a)) for a in ALGOS}
+DISCRETE_ONLY = {a for a, s in SPECS.items() if gym.spaces.Box not in s.action_spaces}
+CONTINUOUS_ONLY = {a for a, s in SPECS.items() if gym.spaces.Discrete not in s.action_spaces}
+IMAGE_OK = {a for a, s in SPECS.items() if s.images}
 NORMALIZED_ENVS = {"mountaincar", "mountaincar_continuous", "bipedalwalker"} | {
     "halfcheetah",
     "hopper",
@@ -42,18 +47,18 @@ NORMALIZED_ENVS = {"mountaincar", "mountaincar_continuous", "bipedalwalker"} | {
 IMAGE_ENVS = {"pong", "breakout"}
 DISCRETE_ENVS = {"cartpole", "acrobot", "cartpole_masked", "mountaincar", "lunarlander"}
 DISCRETE_ENVS |= IMAGE_ENVS
-# Algorithm configs whose networks take images (Nature CNN): PPO variants, A2C, DQN variants.
-IMAGE_OK = {
-    "ppo",
-    "ppo_kl",
-    "ppo_gru",
-    "ppo_lstm",
-    "a2c",
-    "dqn",
-    "double_dqn",
-    "dueling_dqn",
-    "rainbow_lite",
-}
+
+
+def test_specs_say_what_each_algorithm_supports():
+    # A guard on the derivation: the options as documented in the README's table.
+    assert {"dqn", "double_dqn", "dueling_dqn", "rainbow_lite"} <= DISCRETE_ONLY
+    assert {"sac", "td3", "ddpg"} <= CONTINUOUS_ONLY
+    assert {"ppo", "ppo_kl", "ppo_gru", "ppo_lstm", "a2c", "dqn", "rainbow_lite"} <= IMAGE_OK
+    assert not {"trpo", "reinforce", "ac", "a3c", "sac"} & IMAGE_OK
+    for option, spec in SPECS.items():
+        assert spec.family in ("on-policy", "off-policy", "asynchronous"), option
+        assert spec.validate is not None, f"{option}: settings checks must run before a run dir"
+
 
 # Every algo x env on the CPU profile; every other hardware profile with every algo on one
 # discrete and one continuous env (the profile does not interact with the env choice).
@@ -124,6 +129,13 @@ BAD_INPUTS = [
     (["algo.learning_rate=[1,"], r"Could not parse the overrides"),
     (["env=gym"], r"env.id has no value: pass env.id=<value>"),
     (["algo=dqn", "env=pendulum"], r"algo=dqn cannot act in the action space Box"),
+    # Checks inside an algorithm's spec run before a run dir exists too (issue #18).
+    (["algo=dqn", "algo.loss=foo"], r"Invalid DQNConfig settings: algo.loss must be huber or mse"),
+    (["algo=sac", "env=pendulum", "algo.ent_coef=abc"], r"ent_coef must be 'auto' or a number"),
+    (
+        ["algo=td3", "env=pendulum", "algo.action_noise=pink"],
+        r"algo.action_noise must be normal or ou \(got 'pink'\)",
+    ),
 ]
 
 

@@ -15,17 +15,19 @@ delta * grad log pi(a|s), each with its own optimizer and learning rate.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
-from drlcli.algos.base import EnvInfo
+from drlcli.algos.base import DISCRETE_AND_BOX, AlgoSpec, EnvInfo
 from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import A2CConfig, ACConfig
 from drlcli.networks import FlatParams
 from drlcli.returns import explained_variance
 
 
-def validate_a2c(cfg: A2CConfig | ACConfig, num_envs: int) -> None:
+def validate_a2c(cfg: A2CConfig | ACConfig, num_envs: int, env_cfg: Any = None) -> None:
     problems = common_problems(cfg)
     if isinstance(cfg, A2CConfig) and cfg.optimizer not in ("rmsprop", "adam"):
         problems.append(f"algo.optimizer must be rmsprop or adam (got '{cfg.optimizer}')")
@@ -137,3 +139,11 @@ class AC(OnPolicy):
         if policy.continuous:
             out["charts/action_std"] = float(policy.log_std.detach().exp().mean())
         return out
+
+
+SPECS = (
+    AlgoSpec(
+        "a2c", A2CConfig, A2C, DISCRETE_AND_BOX, "on-policy", images=True, validate=validate_a2c
+    ),
+    AlgoSpec("ac", ACConfig, AC, DISCRETE_AND_BOX, "on-policy", validate=validate_a2c),
+)

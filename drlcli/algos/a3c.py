@@ -28,7 +28,14 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from drlcli import interrupts
-from drlcli.algos.base import Algorithm, EnvInfo, collect_rollout, to_env_actions
+from drlcli.algos.base import (
+    DISCRETE_AND_BOX,
+    Algorithm,
+    AlgoSpec,
+    EnvInfo,
+    collect_rollout,
+    to_env_actions,
+)
 from drlcli.algos.onpolicy import (
     build_actor_critic,
     common_problems,
@@ -332,3 +339,6 @@ class A3C(Algorithm):
                 proc.kill()  # SIGTERM is ignored in the workers
                 proc.join(timeout=1)
         self.procs = []
+
+
+SPECS = (AlgoSpec("a3c", A3CConfig, A3C, DISCRETE_AND_BOX, "asynchronous", validate=validate_a3c),)

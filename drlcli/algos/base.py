@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +17,47 @@ from drlcli.envs import VecEnv
 
 @dataclass
 class EnvInfo:
+    """What an algorithm knows of the envs it learns from: one env's spaces and how many run
+    side by side (storage is shaped ``(num_steps, num_envs, ...)``)."""
+
     observation_space: gym.Space
     action_space: gym.Space
     num_envs: int
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """Everything drlcli needs to know of one algorithm, in one place (issue #18).
+
+    ``drlcli.registry`` collects the ``SPECS`` of every algorithm module; the Hydra schema
+    (``/schema/algo/<name>``), the compatibility checks, ``drl list`` and the config tests are
+    all derived from these entries.
+
+    name:               ``algo.name`` in configs (the schema name; variants extend its YAML).
+    config:             the typed config dataclass (every hyperparameter declared once).
+    factory:            ``factory(cfg, env_info, device) -> Algorithm``.
+    action_spaces:      gymnasium space classes the policy can act in (Box: 1-D only).
+    observation_spaces: space classes it can observe (Box vectors; images too if ``images``).
+    images:             whether its networks switch to a Nature-CNN torso for image Boxes.
+    validate:           ``validate(cfg, num_envs, env_cfg)`` raising DrlError on settings that
+                        cannot work; needs no env or network, runs before any run dir exists.
+    hint:               one sentence added to an incompatible-space error.
+    family:             "on-policy", "off-policy" or "asynchronous" (``drl list``).
+    """
+
+    name: str
+    config: type
+    factory: Callable[[Any, EnvInfo, torch.device], Algorithm]
+    action_spaces: tuple[type, ...]
+    family: str
+    observation_spaces: tuple[type, ...] = (gym.spaces.Box,)
+    images: bool = False
+    validate: Callable[[Any, int, Any], None] | None = None
+    hint: str = ""
+
+
+CONTINUOUS_HINT = "acts in continuous (Box) spaces; for discrete actions use dqn or ppo."
+DISCRETE_AND_BOX = (gym.spaces.Discrete, gym.spaces.Box)
 
 
 class Algorithm(ABC):

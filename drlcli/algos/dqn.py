@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drlcli.algos.base import EnvInfo
-from drlcli.algos.offpolicy import OffPolicy
+from drlcli.algos.base import AlgoSpec, EnvInfo
+from drlcli.algos.offpolicy import OffPolicy, offpolicy_problems, raise_offpolicy_problems
 from drlcli.buffers import PrioritizedReplayBuffer
 from drlcli.config import DQNConfig
 from drlcli.errors import DrlError
@@ -43,6 +43,16 @@ def double_dqn_target(
     else:
         next_q = q_target_next.max(dim=1).values
     return rewards + discounts * (1.0 - terminated.float()) * next_q
+
+
+def validate_dqn(cfg: DQNConfig, num_envs: int, env_cfg: Any = None) -> None:
+    """Raise DrlError naming every DQN setting that cannot work (before any run dir exists)."""
+    problems = offpolicy_problems(cfg, num_envs)
+    if cfg.n_step < 1:
+        problems.append(f"algo.n_step must be >= 1 (got {cfg.n_step})")
+    if cfg.loss not in ("huber", "mse"):
+        problems.append(f"algo.loss must be huber or mse (got '{cfg.loss}')")
+    raise_offpolicy_problems(cfg, problems)
 
 
 class QNetwork(nn.Module):
@@ -94,8 +104,7 @@ class DQN(OffPolicy):
                 f"algo=dqn needs a Discrete action space, got {env_info.action_space}; "
                 "use sac, td3 or ddpg for continuous actions."
             )
-        if cfg.n_step < 1 or cfg.loss not in ("huber", "mse"):
-            raise DrlError("algo.n_step must be >= 1 and algo.loss huber or mse.")
+        validate_dqn(cfg, env_info.num_envs)
         self.n_actions = int(env_info.action_space.n)
         self.q = QNetwork(
             env_info.observation_space,
@@ -198,3 +207,17 @@ class DQN(OffPolicy):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.last_target_update = int(state["last_target_update"])
+
+
+SPECS = (
+    AlgoSpec(
+        "dqn",
+        DQNConfig,
+        DQN,
+        (gym.spaces.Discrete,),
+        "off-policy",
+        images=True,
+        validate=validate_dqn,
+        hint="DQN picks among discrete actions; for continuous actions use sac, td3 or ddpg.",
+    ),
+)

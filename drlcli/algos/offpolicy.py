@@ -37,7 +37,8 @@ def check_memory(nbytes: int, buffer_size: int) -> None:
         )
 
 
-def validate_offpolicy(cfg: OffPolicyConfig, num_envs: int) -> None:
+def offpolicy_problems(cfg: OffPolicyConfig, num_envs: int) -> list[str]:
+    """Settings problems every replay-based algorithm shares (empty list: none)."""
     problems = []
     if cfg.learning_rate <= 0:
         problems.append(f"algo.learning_rate must be > 0 (got {cfg.learning_rate})")
@@ -54,8 +55,17 @@ def validate_offpolicy(cfg: OffPolicyConfig, num_envs: int) -> None:
         problems.append(f"algo.tau must lie in (0, 1] (got {cfg.tau})")
     if not 0 <= cfg.gamma <= 1:
         problems.append(f"algo.gamma must lie in [0, 1] (got {cfg.gamma})")
+    return problems
+
+
+def raise_offpolicy_problems(cfg: OffPolicyConfig, problems: list[str]) -> None:
     if problems:
         raise DrlError(f"Invalid {cfg.__class__.__name__} settings: " + "; ".join(problems) + ".")
+
+
+def validate_offpolicy(cfg: OffPolicyConfig, num_envs: int, env_cfg: Any = None) -> None:
+    """Raise DrlError naming every shared off-policy setting that cannot work."""
+    raise_offpolicy_problems(cfg, offpolicy_problems(cfg, num_envs))
 
 
 class OffPolicy(Algorithm):

@@ -27,14 +27,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from drlcli.algos.base import EnvInfo
+from drlcli.algos.base import DISCRETE_AND_BOX, Algorithm, AlgoSpec, EnvInfo
 from drlcli.algos.onpolicy import OnPolicy, common_problems, raise_problems
 from drlcli.config import PPOConfig
 from drlcli.networks import DistParams, FlatParams, snapshot
 from drlcli.returns import explained_variance
 
 
-def validate_ppo(cfg: PPOConfig, num_envs: int) -> None:
+def validate_ppo(cfg: PPOConfig, num_envs: int, env_cfg: Any = None) -> None:
     batch = cfg.num_steps * num_envs
     problems = common_problems(cfg)
     if cfg.minibatch_size < 1 or cfg.minibatch_size > batch:
@@ -246,3 +246,25 @@ def _index(params: DistParams, idx: torch.Tensor) -> DistParams:
         mean, log_std = params
         return mean[idx], log_std
     return params[idx]
+
+
+def make_ppo(cfg: PPOConfig, env_info: EnvInfo, device: torch.device) -> Algorithm:
+    """PPO, or its recurrent form when ``cfg.recurrent``."""
+    if cfg.recurrent:
+        from drlcli.algos.ppo_recurrent import RecurrentPPO
+
+        return RecurrentPPO(cfg, env_info, device)
+    return PPO(cfg, env_info, device)
+
+
+SPECS = (
+    AlgoSpec(
+        "ppo",
+        PPOConfig,
+        make_ppo,
+        DISCRETE_AND_BOX,
+        "on-policy",
+        images=True,
+        validate=validate_ppo,
+    ),
+)

@@ -22,14 +22,14 @@ import numpy as np
 import torch
 
 from drlcli import interrupts
-from drlcli.algos.base import EnvInfo, to_env_actions
+from drlcli.algos.base import DISCRETE_AND_BOX, AlgoSpec, EnvInfo, to_env_actions
 from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import ReinforceConfig
 from drlcli.envs import VecEnv
 from drlcli.returns import discounted_returns, explained_variance
 
 
-def validate_reinforce(cfg: ReinforceConfig, num_envs: int) -> None:
+def validate_reinforce(cfg: ReinforceConfig, num_envs: int, env_cfg: Any = None) -> None:
     problems = common_problems(cfg)
     if cfg.critic_epochs < 1:
         problems.append(f"algo.critic_epochs must be >= 1 (got {cfg.critic_epochs})")
@@ -177,3 +177,15 @@ class Reinforce(OnPolicy):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if "on_policy" in state:
             self.on_policy = state["on_policy"].numpy().copy()
+
+
+SPECS = (
+    AlgoSpec(
+        "reinforce",
+        ReinforceConfig,
+        Reinforce,
+        DISCRETE_AND_BOX,
+        "on-policy",
+        validate=validate_reinforce,
+    ),
+)

@@ -12,13 +12,19 @@ import copy
 import math
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drlcli.algos.base import EnvInfo
-from drlcli.algos.offpolicy import ContinuousActions, OffPolicy
+from drlcli.algos.base import CONTINUOUS_HINT, AlgoSpec, EnvInfo
+from drlcli.algos.offpolicy import (
+    ContinuousActions,
+    OffPolicy,
+    offpolicy_problems,
+    raise_offpolicy_problems,
+)
 from drlcli.config import SACConfig
 from drlcli.errors import DrlError
 from drlcli.networks import FlatParams, StackedMLP, mlp
@@ -26,6 +32,32 @@ from drlcli.returns import polyak_update
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _LOG2 = math.log(2.0)
+
+
+def entropy_coef_init(cfg: SACConfig) -> float:
+    """The initial temperature alpha: ``ent_coef_init`` when tuned (``ent_coef=auto``), else
+    ``ent_coef`` as a number. Raises DrlError for anything else or alpha <= 0."""
+    if cfg.ent_coef == "auto":
+        init = cfg.ent_coef_init
+    else:
+        try:
+            init = float(cfg.ent_coef)
+        except ValueError:
+            raise DrlError(
+                f"Invalid SACConfig settings: algo.ent_coef must be 'auto' or a number, "
+                f"got '{cfg.ent_coef}'."
+            ) from None
+    if init <= 0:
+        raise DrlError(
+            f"Invalid SACConfig settings: the entropy coefficient must be > 0, got {init}."
+        )
+    return init
+
+
+def validate_sac(cfg: SACConfig, num_envs: int, env_cfg: Any = None) -> None:
+    """Raise DrlError naming every SAC setting that cannot work (before any run dir exists)."""
+    raise_offpolicy_problems(cfg, offpolicy_problems(cfg, num_envs))
+    entropy_coef_init(cfg)
 
 
 def squashed_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -83,17 +115,7 @@ class SAC(OffPolicy):
             [self.critic_flat.param], lr=cfg.learning_rate, fused=True
         )
         self.auto_alpha = cfg.ent_coef == "auto"
-        if self.auto_alpha:
-            init = cfg.ent_coef_init
-        else:
-            try:
-                init = float(cfg.ent_coef)
-            except ValueError:
-                raise DrlError(
-                    f"algo.ent_coef must be 'auto' or a number, got '{cfg.ent_coef}'."
-                ) from None
-        if init <= 0:
-            raise DrlError(f"The entropy coefficient must be > 0, got {init}.")
+        init = entropy_coef_init(cfg)
         self.log_alpha = torch.tensor(
             [math.log(init)], device=device, requires_grad=self.auto_alpha
         )
@@ -188,3 +210,16 @@ class SAC(OffPolicy):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
+
+
+SPECS = (
+    AlgoSpec(
+        "sac",
+        SACConfig,
+        SAC,
+        (gym.spaces.Box,),
+        "off-policy",
+        validate=validate_sac,
+        hint="SAC " + CONTINUOUS_HINT,
+    ),
+)

@@ -10,18 +10,33 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drlcli.algos.base import EnvInfo
-from drlcli.algos.offpolicy import ContinuousActions, OffPolicy
+from drlcli.algos.base import CONTINUOUS_HINT, AlgoSpec, EnvInfo
+from drlcli.algos.offpolicy import (
+    ContinuousActions,
+    OffPolicy,
+    offpolicy_problems,
+    raise_offpolicy_problems,
+)
 from drlcli.algos.sac import twin_q
 from drlcli.config import TD3Config
-from drlcli.errors import DrlError
 from drlcli.networks import FlatParams, StackedMLP, mlp
 from drlcli.returns import polyak_update
+
+
+def validate_td3(cfg: TD3Config, num_envs: int, env_cfg: Any = None) -> None:
+    """Raise DrlError naming every TD3/DDPG setting that cannot work (before any run dir)."""
+    problems = offpolicy_problems(cfg, num_envs)
+    if cfg.action_noise not in ("normal", "ou"):
+        problems.append(f"algo.action_noise must be normal or ou (got '{cfg.action_noise}')")
+    if cfg.policy_delay < 1:
+        problems.append(f"algo.policy_delay must be >= 1 (got {cfg.policy_delay})")
+    raise_offpolicy_problems(cfg, problems)
 
 
 class OrnsteinUhlenbeck:
@@ -60,8 +75,7 @@ class TD3(OffPolicy):
     def __init__(self, cfg: TD3Config, env_info: EnvInfo, device: torch.device):
         super().__init__(cfg, env_info, device)
         self.cfg: TD3Config = cfg
-        if cfg.action_noise not in ("normal", "ou") or cfg.policy_delay < 1:
-            raise DrlError("algo.action_noise must be normal or ou, algo.policy_delay >= 1.")
+        validate_td3(cfg, env_info.num_envs)
         self.actions = ContinuousActions(env_info.action_space)
         act_dim = self.actions.dim
         n_critics = 2 if cfg.twin_critics else 1
@@ -162,3 +176,17 @@ class TD3(OffPolicy):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.ou.x[...] = state["ou"].numpy()
+
+
+SPECS = tuple(
+    AlgoSpec(
+        name,
+        TD3Config,
+        TD3,
+        (gym.spaces.Box,),
+        "off-policy",
+        validate=validate_td3,
+        hint=f"{name.upper()} " + CONTINUOUS_HINT,
+    )
+    for name in ("td3", "ddpg")
+)

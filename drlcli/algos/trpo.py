@@ -18,18 +18,19 @@ The critic is fitted separately by regression on the GAE returns (minibatch Adam
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from drlcli.algos.base import EnvInfo
+from drlcli.algos.base import DISCRETE_AND_BOX, AlgoSpec, EnvInfo
 from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import TRPOConfig
 from drlcli.networks import ActorCritic, DistParams, snapshot
 from drlcli.returns import explained_variance
 
 
-def validate_trpo(cfg: TRPOConfig, num_envs: int) -> None:
+def validate_trpo(cfg: TRPOConfig, num_envs: int, env_cfg: Any = None) -> None:
     problems = common_problems(cfg)
     if cfg.max_kl <= 0:
         problems.append(f"algo.max_kl must be > 0 (got {cfg.max_kl})")
@@ -184,3 +185,6 @@ class TRPO(OnPolicy):
             }
         )
         return out
+
+
+SPECS = (AlgoSpec("trpo", TRPOConfig, TRPO, DISCRETE_AND_BOX, "on-policy", validate=validate_trpo),)

@@ -59,6 +59,7 @@ CASES: dict[str, list[str]] = {
     "sac_pendulum_tuned": ["algo=sac", "env=pendulum", "total_timesteps=20000"],
     "td3_pendulum_tuned": ["algo=td3", "env=pendulum", "total_timesteps=20000"],
     "ddpg_pendulum_tuned": ["algo=ddpg", "env=pendulum", "total_timesteps=20000"],
+    "crossq_pendulum_tuned": ["algo=crossq", "env=pendulum", "total_timesteps=20000"],
     "ppo_gru_cartpole_masked": _cartpole("ppo_gru", 500_000, 400, env="cartpole_masked"),
     "a3c_cartpole": [*_cartpole("a3c", 500_000, 475), "algo.num_workers=2"],
 }

@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 EXTRAS ?= dev,sweep,bench,box2d,atari,mujoco,joblib,submitit,ray
 STAMP := $(VENV)/.drlcli-installed
+# The benchmarks' JAX peer (SBX) is large: only `make bench` installs it, not `make test`.
+BENCH_EXTRAS ?= bench-jax
+BENCH_STAMP := $(VENV)/.drlcli-bench-installed
 # Exact versions of everything but torch, last known green (see constraints.txt; `make lock`).
 CONSTRAINTS ?= constraints.txt
 
@@ -19,7 +22,7 @@ help:
 	@echo "make test-slow  the slow learning tests"
 	@echo "make lint       ruff (lint + format check) and mypy"
 	@echo "make lock       refresh constraints.txt (the pinned versions make install uses)"
-	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3) and scaling tables"
+	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3) and SBX (CrossQ), scaling tables"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +34,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e ".[$(EXTRAS),$(BENCH_EXTRAS)]"
+	touch $(BENCH_STAMP)
 
 run: install
 	$(BIN)/drl train algo=ppo env=cartpole
@@ -50,7 +57,7 @@ format: install
 	$(BIN)/ruff check --fix drlcli tests benchmarks
 	$(BIN)/ruff format drlcli tests benchmarks
 
-bench: install
+bench: install $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_ppo.py
 	$(BIN)/python benchmarks/bench_offpolicy.py
 	$(BIN)/python benchmarks/bench_onpolicy.py
@@ -64,7 +71,7 @@ lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install -q --upgrade pip
 	.venv-lock/bin/python -m pip install -q "$(TORCH_PIN)"
-	.venv-lock/bin/python -m pip install -q ".[$(EXTRAS)]"
+	.venv-lock/bin/python -m pip install -q ".[$(EXTRAS),$(BENCH_EXTRAS)]"
 	{ sed -n '/^#/p' $(CONSTRAINTS); .venv-lock/bin/python -m pip freeze --exclude-editable \
 	  | grep -v -i -E '^(torch|pip|setuptools|drlcli)(==| @)'; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)

@@ -461,8 +461,9 @@ def test_flat_parameter_is_not_exposed_to_plain_optimizers():
     flat = FlatParams(list(net.parameters()))
     with pytest.raises(AttributeError, match=r"flat.optimizer\(torch.optim.Adam"):
         torch.optim.Adam([flat.param], lr=0.01)
-    opt, ref_opt = torch.optim.Adam(net.parameters(), lr=0.01), torch.optim.Adam(
-        ref.parameters(), lr=0.01
+    opt, ref_opt = (
+        torch.optim.Adam(net.parameters(), lr=0.01),
+        torch.optim.Adam(ref.parameters(), lr=0.01),
     )
     for _ in range(3):
         x = torch.randn(8, 3)

@@ -25,6 +25,7 @@ class RolloutBuffer:
         action_shape: tuple[int, ...],
         action_dtype: torch.dtype,
         device: torch.device,
+        mask_dim: int = 0,
     ):
         self.num_steps = num_steps
         self.num_envs = num_envs
@@ -43,6 +44,13 @@ class RolloutBuffer:
         self.rewards = self._mirror(self.np_rewards)
         self.terminated = self._mirror(self.np_terminated)
         self.dones = self._mirror(self.np_dones)
+        # Action masks (issue #19), only when the env gives them: (T, N, mask_dim) bool, True
+        # where legal in s_t; the update re-masks the logits it recomputes with them.
+        self.np_masks: np.ndarray | None = None
+        self.masks: torch.Tensor | None = None
+        if mask_dim:
+            self.np_masks = host((t, n, mask_dim), torch.bool)
+            self.masks = self._mirror(self.np_masks)
         # Device side, written by the policy.
         self.actions = torch.zeros(
             (t, n, *action_shape), dtype=action_dtype, device=device
@@ -73,7 +81,8 @@ class RolloutBuffer:
         V(final_obs) where it was truncated (0 where terminated: masked by the targets anyway),
         V(s_T) after the last step."""
         if not self.on_cpu:
-            for name in ("obs", "rewards", "terminated", "dones"):
+            names = ("obs", "rewards", "terminated", "dones")
+            for name in (*names, "masks") if self.masks is not None else names:
                 src = torch.from_numpy(getattr(self, "np_" + name))
                 getattr(self, name).copy_(src, non_blocking=True)
             if self.device.type == "cuda":
@@ -107,6 +116,7 @@ class ReplayBuffer:
         action_dtype: type | np.dtype = np.float32,
         obs_dtype: type | np.dtype = np.float32,
         compact: bool = False,
+        mask_dim: int = 0,
     ):
         self.num_envs = num_envs
         self.rows = max(capacity // num_envs, 1)
@@ -128,6 +138,11 @@ class ReplayBuffer:
         self.rewards = np.zeros((r, n), dtype=np.float32)  # (R, N)
         self.terminated = np.zeros((r, n), dtype=bool)  # (R, N)
         self.truncated = np.zeros((r, n), dtype=bool)  # (R, N)
+        # Legal actions in s_{t+1} when the env gives action masks (issue #19): (R, N, mask_dim)
+        # bool, written by the caller at ``pos`` before ``add`` (``set_next_mask``).
+        self.next_masks: np.ndarray | None = None
+        if mask_dim:
+            self.next_masks = np.ones((r, n, mask_dim), dtype=bool)
         self.pos = 0  # next row to write
         self.full = False
 
@@ -139,6 +154,8 @@ class ReplayBuffer:
     def nbytes(self) -> int:
         arrays = [self.obs, self.actions, self.rewards, self.terminated, self.truncated]
         arrays.append(self.pending if self.next_obs is None else self.next_obs)
+        if self.next_masks is not None:
+            arrays.append(self.next_masks)
         return sum(a.nbytes for a in arrays)
 
     def __len__(self) -> int:
@@ -167,6 +184,12 @@ class ReplayBuffer:
         self.pos = (self.pos + 1) % self.rows
         self.full = self.full or self.pos == 0
         return row
+
+    def set_next_mask(self, next_mask: np.ndarray) -> None:
+        """The legal actions (num_envs, mask_dim) in s_{t+1} of the vector step the next
+        ``add`` stores (issue #19)."""
+        assert self.next_masks is not None, "the buffer was built without mask_dim"
+        self.next_masks[self.pos] = next_mask
 
     def mark_stream_break(self) -> None:
         """End every env's stream at the newest stored row: a restarted env's next observation is
@@ -233,6 +256,8 @@ class ReplayBuffer:
             out["next_obs"] = self._next_obs(rows, envs)
             out["terminated"] = self.terminated[rows, envs]
             out["discounts"] = np.full(len(flat_idx), gamma, dtype=np.float32)
+            if self.next_masks is not None:
+                out["next_masks"] = self.next_masks[rows, envs]
             return out
         # Transitions from rows onward, never past the newest row (pos - 1).
         available = (self.pos - 1 - rows) % self.rows + 1
@@ -251,11 +276,15 @@ class ReplayBuffer:
         out["next_obs"] = self._next_obs(end_rows, envs)
         out["terminated"] = term
         out["discounts"] = (gamma ** (last + 1)).astype(np.float32)
+        if self.next_masks is not None:
+            out["next_masks"] = self.next_masks[end_rows, envs]
         return out
 
     @property
     def _arrays(self) -> tuple[str, ...]:
-        names = ("obs", "actions", "rewards", "terminated", "truncated")
+        names: tuple[str, ...] = ("obs", "actions", "rewards", "terminated", "truncated")
+        if self.next_masks is not None:
+            names = (*names, "next_masks")
         return names if self.compact else (*names, "next_obs")
 
     def state_dict(self) -> dict:

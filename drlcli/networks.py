@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from drlcli.errors import DrlError
+from drlcli.heads import BernoulliHead, MultiCategoricalHead
 
 # Policy-head parameters: logits (B, n) for categorical heads, (mean (B, d), log_std (d,)) for
 # Gaussian ones. Typed loosely so algorithms can hold either head behind one interface.
@@ -454,20 +455,32 @@ class NatureCNN(nn.Module):
 def obs_dim(space: gym.Space) -> int:
     if not isinstance(space, gym.spaces.Box):
         raise DrlError(
-            f"Observation space {space} is not supported by the MLP policies: drlcli needs a "
-            "Box observation space (wrap discrete observations, e.g. with a one-hot wrapper)."
+            f"Observation space {space} is not supported by the MLP policies: they take a "
+            "Box observation space (other spaces reach them as the Box of their encoding, "
+            "EnvInfo.observation_space; drlcli.spaces)."
         )
     return int(np.prod(space.shape))
 
 
-def make_head(action_space: gym.Space) -> CategoricalHead | GaussianHead:
+# Every policy head: one interface (sample, mode, sample_and_log_prob, log_prob, entropy, kl).
+PolicyHead = CategoricalHead | GaussianHead | MultiCategoricalHead | BernoulliHead
+
+
+def make_head(action_space: gym.Space) -> PolicyHead:
+    """The policy head for ``action_space``: categorical (Discrete), diagonal Gaussian (1-D
+    Box), one categorical per entry (1-D MultiDiscrete) or one Bernoulli per bit (1-D
+    MultiBinary; ``drlcli.heads``). Raises DrlError for any other space."""
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalHead(int(action_space.n))
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return GaussianHead(int(action_space.shape[0]))
+    if isinstance(action_space, gym.spaces.MultiDiscrete) and len(action_space.shape) == 1:
+        return MultiCategoricalHead(action_space.nvec.tolist())
+    if isinstance(action_space, gym.spaces.MultiBinary) and len(action_space.shape) == 1:
+        return BernoulliHead(int(action_space.shape[0]))
     raise DrlError(
         f"Action space {action_space} is not supported: actor-critic policies take "
-        "Discrete or 1-D Box action spaces."
+        "Discrete, 1-D Box, 1-D MultiDiscrete or 1-D MultiBinary action spaces."
     )
 
 
@@ -492,7 +505,7 @@ class ActorCritic(nn.Module):
         layout: str = "stacked",
     ):
         super().__init__()
-        self.head: CategoricalHead | GaussianHead = make_head(action_space)
+        self.head: PolicyHead = make_head(action_space)
         self.continuous = isinstance(self.head, GaussianHead)
         out = self.head.param_dim
         self.out_dim = out
@@ -608,7 +621,7 @@ class RecurrentActorCritic(nn.Module):
                 f"{observation_space.shape}; use algo=ppo (frame stacking gives it memory)."
             )
         in_dim = obs_dim(observation_space)
-        self.head: CategoricalHead | GaussianHead = make_head(action_space)
+        self.head: PolicyHead = make_head(action_space)
         self.continuous = isinstance(self.head, GaussianHead)
         self.rnn_type = rnn_type
         self.rnn_hidden = rnn_hidden

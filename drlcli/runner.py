@@ -121,7 +121,12 @@ def _in_main_thread() -> bool:
 
 def env_info_of(env: VecEnv) -> EnvInfo:
     """The spaces and env count an algorithm is built for (it never gets the env itself)."""
-    return EnvInfo(env.single_observation_space, env.single_action_space, env.num_envs)
+    return EnvInfo(
+        env.single_observation_space,
+        env.single_action_space,
+        env.num_envs,
+        action_masks=env.mask_source is not None,
+    )
 
 
 def build_envs(

@@ -88,6 +88,7 @@ class OffPolicy(Algorithm):
         action_shape: tuple[int, ...],
         action_dtype: Any,
         prioritized: bool = False,
+        mask_dim: int = 0,
         **per: Any,
     ) -> ReplayBuffer:
         space = self.env_info.observation_space
@@ -105,6 +106,7 @@ class OffPolicy(Algorithm):
             action_dtype,
             obs_dtype=np.uint8 if pixels else np.float32,
             compact=image,
+            mask_dim=mask_dim,
             **per,
         )
         check_memory(replay.nbytes, self.cfg.buffer_size)

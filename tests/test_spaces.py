@@ -1,0 +1,239 @@
+"""The spaces users bring (issue #19): observation encodings, factored action heads, action
+masks, and the compatibility checks that name what each algorithm supports. The tiny envs live
+in tests/envs_spaces.py; every learning check here is a short run with a stated budget."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Bernoulli, Categorical, kl_divergence
+
+from drlcli import cli, registry
+from drlcli.algos.base import EnvInfo
+from drlcli.algos.dqn import double_dqn_target
+from drlcli.config import to_train_config
+from drlcli.errors import DrlError
+from drlcli.heads import BernoulliHead, MultiCategoricalHead
+from drlcli.networks import CategoricalHead, make_head
+from drlcli.runner import train
+from drlcli.spaces import (
+    MASKED_LOGIT,
+    check_masks,
+    encode,
+    encode_one,
+    encoded_space,
+    mask_logits,
+)
+
+MOD = "tests.envs_spaces"
+FAST = [
+    "env=gym",
+    "eval.every=0",
+    "eval.episodes=20",
+    "checkpoint.every=0",
+    "log.progress=none",
+    "hardware.torch_threads=1",
+]
+# The tiny envs are one-step contexts: gamma=0 and a high learning rate make them quick.
+PPO = [
+    "algo=ppo",
+    "env.num_envs=8",
+    "algo.num_steps=16",
+    "algo.minibatch_size=64",
+    "algo.learning_rate=3e-3",
+    "algo.gamma=0",
+]
+A2C = ["algo=a2c", "env.num_envs=8", "algo.num_steps=8", "algo.learning_rate=3e-3", "algo.gamma=0"]
+
+
+def config(*overrides: str):
+    """Compose, pre-check (as `drl train` does) and type a config."""
+    composed = cli.check_overrides([*FAST, *overrides], multirun=False)
+    cli.preflight(composed)
+    return to_train_config(composed)
+
+
+# --- observation encodings -----------------------------------------------------------------
+def test_encodings_are_one_hot_bits_and_concatenations():
+    d = gym.spaces.Discrete(3, start=1)
+    assert encode(d, np.array([1, 3])).tolist() == [[1, 0, 0], [0, 0, 1]]
+    md = gym.spaces.MultiDiscrete([2, 3])
+    assert encode(md, np.array([[1, 2]])).tolist() == [[0, 1, 0, 0, 1]]
+    mb = gym.spaces.MultiBinary(3)
+    assert encode(mb, np.array([[1, 0, 1]], np.int8)).dtype == np.float32
+    space = gym.spaces.Dict({"b": gym.spaces.Box(-1, 1, (2,)), "a": d})
+    # gymnasium sorts Dict keys: "a" (one-hot) comes before "b" (the vector).
+    batch = {"a": np.array([2]), "b": np.array([[0.5, -0.5]], np.float32)}
+    assert encode(space, batch).tolist() == [[0, 1, 0, 0.5, -0.5]]
+    assert encode_one(space, {"a": 2, "b": np.array([0.5, -0.5])}).tolist() == [0, 1, 0, 0.5, -0.5]
+    box = encoded_space(space)
+    assert box.shape == (5,) and box.low.tolist() == [0, 0, 0, -1, -1]
+    tup = gym.spaces.Tuple((mb, md))
+    assert encode(tup, (np.array([[1, 1, 0]]), np.array([[0, 0]]))).shape == (1, 8)
+    with pytest.raises(DrlError, match="outside its space"):
+        encode(d, np.array([0]))
+
+
+def test_envinfo_gives_algorithms_the_encoded_box():
+    info = EnvInfo(gym.spaces.Discrete(16), gym.spaces.Discrete(4), 2)
+    assert info.observation_space == gym.spaces.Box(0, 1, (16,), np.float32)
+    assert info.raw_observation_space == gym.spaces.Discrete(16)
+
+
+# --- factored action heads against torch.distributions, per head ---------------------------------
+def test_multicategorical_head_matches_a_naive_per_head_computation():
+    torch.manual_seed(0)
+    for nvec in ([3, 3, 3], [2, 5, 3]):
+        head = make_head(gym.spaces.MultiDiscrete(nvec))
+        assert isinstance(head, MultiCategoricalHead)
+        old, new = torch.randn(6, sum(nvec)), torch.randn(6, sum(nvec))
+        acts = head.sample(old)
+        assert acts.shape == (6, len(nvec))
+        naive_old = [Categorical(logits=x) for x in torch.split(old, nvec, -1)]
+        naive_new = [Categorical(logits=x) for x in torch.split(new, nvec, -1)]
+        logp = sum(d.log_prob(acts[:, j]) for j, d in enumerate(naive_old))
+        ent = sum(d.entropy() for d in naive_old)
+        kl = sum(kl_divergence(a, b) for a, b in zip(naive_old, naive_new))
+        torch.testing.assert_close(head.log_prob(old, acts), logp)
+        torch.testing.assert_close(head.entropy(old), ent)
+        torch.testing.assert_close(head.kl(old, new), kl)
+        a2, lp2 = head.sample_and_log_prob(old)
+        torch.testing.assert_close(lp2, head.log_prob(old, a2))
+        assert (
+            head.mode(old).tolist()
+            == torch.stack([d.probs.argmax(-1) for d in naive_old], -1).tolist()
+        )
+
+
+def test_bernoulli_head_matches_torch_distributions():
+    torch.manual_seed(1)
+    head = make_head(gym.spaces.MultiBinary(4))
+    assert isinstance(head, BernoulliHead)
+    old, new = torch.randn(5, 4) * 3, torch.randn(5, 4)
+    acts = head.sample(old)
+    p, q = Bernoulli(logits=old), Bernoulli(logits=new)
+    torch.testing.assert_close(head.log_prob(old, acts), p.log_prob(acts.float()).sum(-1))
+    torch.testing.assert_close(head.entropy(old), p.entropy().sum(-1))
+    torch.testing.assert_close(head.kl(old, new), kl_divergence(p, q).sum(-1))
+    assert head.mode(old).tolist() == (old > 0).long().tolist()
+
+
+# --- masks: finite numbers, never a masked action -------------------------------------------------
+def test_masked_logits_give_finite_entropy_kl_and_gradients():
+    logits = torch.randn(4, 5, requires_grad=True)
+    mask = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 0, 0, 1], [0, 0, 0, 0, 1], [1, 1, 1, 1, 1]]).bool()
+    masked = mask_logits(logits, mask)
+    head = CategoricalHead(5)
+    ent, kl = head.entropy(masked), head.kl(masked.detach(), mask_logits(logits * 2, mask))
+    assert torch.isfinite(ent).all() and torch.isfinite(kl).all()
+    assert ent[0] == 0.0  # one legal action: no uncertainty
+    # The entropy over the legal actions only, as a naive distribution on them computes it.
+    legal = logits[1, mask[1]]
+    torch.testing.assert_close(ent[1], Categorical(logits=legal).entropy())
+    (ent.sum() + kl.sum() + head.log_prob(masked, torch.tensor([0, 4, 4, 2])).sum()).backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad[0, 1:].abs().sum() == 0
+    for _ in range(20):
+        a = head.sample(masked)
+        assert mask[torch.arange(4), a].all()
+    assert MASKED_LOGIT < -1e6
+
+
+def test_masks_are_checked_for_shape_and_a_legal_action():
+    space = gym.spaces.MultiDiscrete([2, 3])
+    assert check_masks(np.ones((2, 5)), space, "x").dtype == bool
+    with pytest.raises(DrlError, match="needs 5 entries"):
+        check_masks(np.ones((2, 4)), space, "x")
+    with pytest.raises(DrlError, match="no legal action"):
+        check_masks(np.array([[1, 1, 0, 0, 0]]), space, "x")
+
+
+def test_dqn_target_maximizes_over_legal_next_actions_only():
+    q_on = torch.tensor([[1.0, 5.0, 2.0], [0.0, 1.0, 3.0]])
+    q_tg = torch.tensor([[1.5, 9.0, 2.5], [0.5, 7.0, 4.0]])
+    mask = torch.tensor([[True, False, True], [True, True, False]])
+    r, term, disc = torch.zeros(2), torch.zeros(2, dtype=torch.bool), torch.ones(2)
+    naive_max = [max(q_tg[i, j] for j in range(3) if mask[i, j]) for i in range(2)]
+    assert double_dqn_target(q_on, q_tg, r, term, disc, False, mask).tolist() == naive_max
+    # double: the online net picks among legal actions (2 in row 0, 1 in row 1).
+    assert double_dqn_target(q_on, q_tg, r, term, disc, True, mask).tolist() == [2.5, 7.0]
+
+
+# --- what each algorithm supports, said before a run exists -------------------------------------
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["algo=sac", f"env.id={MOD}:DrlMultiDiscreteAct-v0"], "supports Box"),
+        (["algo=dqn", f"env.id={MOD}:DrlMultiBinaryAct-v0"], "supports Discrete"),
+        (["algo=trpo", f"env.id={MOD}:DrlMaskedChoice-v0"], "Algorithms that honour masks: a2c"),
+        (["algo=ppo_gru", f"env.id={MOD}:DrlMaskedChoiceMethod-v0"], "recurrent"),
+        (["algo=reinforce", f"env.id={MOD}:DrlMaskedMultiChoice-v0"], "does not use them"),
+    ],
+)
+def test_unsupported_combinations_are_refused_before_a_run(overrides, match, tmp_path):
+    with pytest.raises(DrlError, match=match):
+        config(*overrides)
+    assert not any(tmp_path.iterdir())
+
+
+def test_images_inside_a_dict_are_refused_with_the_reason():
+    space = gym.spaces.Dict({"img": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)})
+    with pytest.raises(DrlError, match="image part 'img'"):
+        registry.check_compatible("ppo", space, gym.spaces.Discrete(2))
+
+
+def test_drl_list_names_the_new_spaces():
+    obs, act = registry.describe_spaces(registry.spec("ppo"))
+    assert "MultiDiscrete" in obs and "Dict" in obs
+    assert "MultiBinary" in act and "action masks" in act
+    assert "action masks" not in registry.describe_spaces(registry.spec("trpo"))[1]
+    assert "action masks" in registry.describe_spaces(registry.spec("dqn"))[1]
+
+
+# --- learning: each space's information is used, each optimum reached ----------------------------
+@pytest.mark.parametrize(
+    ("env_id", "algo", "steps", "optimum"),
+    [
+        ("DrlMultiDiscreteObs-v0", PPO, 6000, 10.0),
+        ("DrlMultiBinaryObs-v0", PPO, 6000, 10.0),
+        ("DrlDictObs-v0", PPO, 6000, 10.0),
+        ("DrlTupleObs-v0", PPO, 6000, 10.0),
+        ("DrlMultiDiscreteAct-v0", PPO, 4000, 20.0),
+        ("DrlMultiDiscreteAct-v0", A2C, 4000, 20.0),
+        ("DrlMultiBinaryAct-v0", PPO, 4000, 10.0),
+        ("DrlMultiBinaryAct-v0", A2C, 4000, 10.0),
+    ],
+)
+def test_spaces_learn_their_optimum(env_id, algo, steps, optimum, tmp_path):
+    cfg = config(*algo, f"env.id={MOD}:{env_id}", f"total_timesteps={steps}")
+    assert train(cfg, tmp_path).eval_mean_return == pytest.approx(optimum)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "algo", "steps"),
+    [
+        ("DrlMaskedChoice-v0", PPO, 4000),
+        ("DrlMaskedChoiceMethod-v0", A2C, 4000),
+        ("DrlMaskedMultiChoice-v0", PPO, 6000),
+        (
+            "DrlMaskedChoice-v0",
+            [
+                "algo=dqn",
+                "env.num_envs=4",
+                "algo.learning_starts=500",
+                "algo.exploration_fraction=0.3",
+                "algo.target_update_interval=200",
+                "algo.learning_rate=1e-3",
+                "algo.gamma=0",
+            ],
+            4000,
+        ),
+    ],
+)
+def test_masked_envs_train_without_a_masked_action_and_reach_the_optimum(
+    env_id, algo, steps, tmp_path
+):
+    # The env raises on any masked action: training and the evaluation both go through it.
+    cfg = config(*algo, f"env.id={MOD}:{env_id}", f"total_timesteps={steps}")
+    assert train(cfg, tmp_path).eval_mean_return == pytest.approx(10.0)

@@ -60,16 +60,23 @@ def _space_names(types: tuple[type, ...]) -> str:
     return " or ".join(t.__name__ for t in types)
 
 
+def _action_words(s: AlgoSpec) -> str:
+    factored = {gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary}
+    return _space_names(s.action_spaces) + (" (1-D)" if factored & set(s.action_spaces) else "")
+
+
 def describe_spaces(s: AlgoSpec) -> tuple[str, str]:
     """(observation spaces, action spaces) in words, for ``drl list``, the README and errors."""
-    obs = _space_names(s.observation_spaces) + (" (vectors or images)" if s.images else " vectors")
-    if {gym.spaces.Dict, gym.spaces.Tuple} & set(s.observation_spaces):
-        obs += "; Dict/Tuple of vector parts"
-    act = _space_names(s.action_spaces)
-    if gym.spaces.Box in s.action_spaces:
-        act += " (1-D)"
+    containers = (gym.spaces.Dict, gym.spaces.Tuple)
+    leaves = [t.__name__ for t in s.observation_spaces if t not in containers]
+    obs = ", ".join(leaves) + (" vectors" if len(leaves) == 1 else "")
+    if set(containers) & set(s.observation_spaces):
+        obs += ", Dict/Tuple of these"
+    if s.images:
+        obs += "; images"
+    act = _action_words(s)
     if s.action_masks:
-        act += "; honours action masks"
+        act += "; action masks"
     return obs, act
 
 
@@ -92,7 +99,7 @@ def check_compatible(
     ):
         raise DrlError(
             f"algo={name} cannot act in the action space {action_space}: it supports "
-            f"{describe_spaces(s)[1]} action spaces. {s.hint} "
+            f"{_action_words(s)} action spaces. {s.hint} "
             "Pick another algorithm or env (`drl list`)."
         )
     if not isinstance(observation_space, s.observation_spaces):

@@ -38,6 +38,7 @@ from drlcli.spaces import (
     encode,
     encode_one,
     encoded_space,
+    image_parts,
     mask_dim,
     needs_encoding,
 )
@@ -510,7 +511,13 @@ class VecEnv:
         self._async = vectorization == "async"
         # What algorithms observe: the Box itself, or the float encoding of other spaces.
         self.encoded = needs_encoding(raw_space)
-        obs_shape = encoded_space(raw_space).shape or ()
+        algo_space = encoded_space(raw_space)
+        obs_shape = algo_space.shape or ()
+        self._pixel_columns: np.ndarray | None = None
+        if image_parts(algo_space):
+            self._pixel_columns = np.concatenate(
+                [np.arange(p.start, p.start + p.size) for p in image_parts(algo_space)]
+            )
         self.obs_shape: tuple[int, ...] = tuple(obs_shape)
         self.obs_rms = RunningMeanStd(self.obs_shape)
         self.ret_rms = RunningMeanStd(())
@@ -546,7 +553,10 @@ class VecEnv:
         if not self.cfg.normalize_obs:
             return obs
         out = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
-        return np.clip(out, -self.cfg.clip_obs, self.cfg.clip_obs).astype(np.float32)
+        out = np.clip(out, -self.cfg.clip_obs, self.cfg.clip_obs).astype(np.float32)
+        if self._pixel_columns is not None:  # images inside a Dict keep their raw pixels
+            out[..., self._pixel_columns] = obs[..., self._pixel_columns]
+        return out
 
     def _process_obs(self, raw: np.ndarray, update: bool) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float32)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -19,6 +19,10 @@ from torch import nn
 
 from drlcli.errors import DrlError
 from drlcli.heads import BernoulliHead, MultiCategoricalHead
+from drlcli.spaces import image_parts
+
+if TYPE_CHECKING:
+    from drlcli.encoders import CombinedEncoder
 
 # Policy-head parameters: logits (B, n) for categorical heads, (mean (B, d), log_std (d,)) for
 # Gaussian ones. Typed loosely so algorithms can hold either head behind one interface.
@@ -452,6 +456,19 @@ class NatureCNN(nn.Module):
         return torch.relu(self.fc(self.convs(x / 255.0)))
 
 
+def image_torso(
+    space: gym.Space, hidden_sizes: Sequence[int], activation: str, ortho: bool
+) -> NatureCNN | CombinedEncoder:
+    """The torso for image observations: the Nature-CNN for a whole-image Box, the combined
+    encoder (a Nature-CNN per image plus an MLP for the rest; ``drlcli.encoders``) for a Dict /
+    Tuple holding images. Its ``out_features`` is the feature width."""
+    if image_parts(space):
+        from drlcli.encoders import CombinedEncoder  # it builds on this module's classes
+
+        return CombinedEncoder(space, hidden_sizes, activation, ortho)
+    return NatureCNN(space, ortho=ortho)
+
+
 def obs_dim(space: gym.Space) -> int:
     if not isinstance(space, gym.spaces.Box):
         raise DrlError(
@@ -509,7 +526,8 @@ class ActorCritic(nn.Module):
         self.continuous = isinstance(self.head, GaussianHead)
         out = self.head.param_dim
         self.out_dim = out
-        self.image = is_image(observation_space)
+        # Images: a whole-image Box, or images inside a Dict / Tuple (drlcli.spaces.EncodedBox).
+        self.image = is_image(observation_space) or bool(image_parts(observation_space))
         if self.image and layout == "separate":
             raise DrlError(
                 f"Image observations {observation_space.shape} get a shared Nature-CNN torso, "
@@ -520,9 +538,11 @@ class ActorCritic(nn.Module):
         self.layout = "shared" if self.shared else layout
         if self.image:
             # Atari convention (Mnih et al. 2015; PPO paper): one CNN torso, two linear heads.
-            self.torso: nn.Module = NatureCNN(observation_space, ortho=ortho_init)
-            self.actor_out = layer_init(nn.Linear(512, out), 0.01, ortho_init)
-            self.critic_out = layer_init(nn.Linear(512, 1), 1.0, ortho_init)
+            torso = image_torso(observation_space, hidden_sizes, activation, ortho_init)
+            feats = torso.out_features
+            self.torso: nn.Module = torso
+            self.actor_out = layer_init(nn.Linear(feats, out), 0.01, ortho_init)
+            self.critic_out = layer_init(nn.Linear(feats, 1), 1.0, ortho_init)
         elif self.layout == "shared":
             in_dim = obs_dim(observation_space)
             self.torso = mlp(in_dim, hidden_sizes, None, activation, ortho=ortho_init)
@@ -615,7 +635,7 @@ class RecurrentActorCritic(nn.Module):
         super().__init__()
         if rnn_type not in ("gru", "lstm"):
             raise DrlError(f"Unknown algo.rnn_type '{rnn_type}'. Valid choices: gru, lstm.")
-        if is_image(observation_space):
+        if is_image(observation_space) or image_parts(observation_space):
             raise DrlError(
                 f"The recurrent policy takes vector observations, not images "
                 f"{observation_space.shape}; use algo=ppo (frame stacking gives it memory)."

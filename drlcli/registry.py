@@ -18,7 +18,7 @@ import torch
 
 from drlcli.algos.base import Algorithm, AlgoSpec, EnvInfo
 from drlcli.errors import DrlError, did_you_mean
-from drlcli.spaces import observation_problem
+from drlcli.spaces import has_images, observation_problem
 
 # One line per algorithm module (each declares SPECS, a tuple of AlgoSpec).
 ALGORITHM_MODULES = (
@@ -113,12 +113,16 @@ def check_compatible(
             f"algo={name} cannot observe {observation_space}: {problem}. "
             "Wrap the env (env.wrappers) to produce supported observations."
         )
-    image = isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 3
-    if image and not s.images:
+    if has_images(observation_space) and not s.images:
         image_algos = sorted(n for n, other in specs().items() if other.images)
+        what = (
+            f"images {observation_space.shape}"
+            if isinstance(observation_space, gym.spaces.Box)
+            else f"observations holding images ({observation_space})"
+        )
         raise DrlError(
-            f"algo={name} takes vector observations; this env gives images "
-            f"{observation_space.shape}. Image observations get a Nature-CNN policy with "
+            f"algo={name} takes vector observations; this env gives {what}. Image "
+            "observations (also images inside a Dict / Tuple) get a Nature-CNN policy with "
             f"{' or '.join(image_algos)} (e.g. `drl train algo=ppo env=pong`)."
         )
     if action_masks:

@@ -28,8 +28,8 @@ from drlcli.envs import VecEnv, eval_env_config
 from drlcli.errors import DrlError
 from drlcli.interrupts import Interrupted
 from drlcli.logger import Logger, flatten
-from drlcli.networks import is_image
 from drlcli.returns import budget_progress
+from drlcli.spaces import has_images
 
 MAX_EVAL_ENVS = 16
 
@@ -254,7 +254,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, command: str = "") -> RunResult
     env, eval_env = build_envs(
         cfg, resolved.vectorization, resolved.num_workers, 1 if asynchronous else None
     )
-    hardware.choose_threads(cfg.hardware, resolved, is_image(env.single_observation_space))
+    hardware.choose_threads(cfg.hardware, resolved, has_images(env.single_observation_space))
     algo: Algorithm | None = None
     try:
         algo = registry.build(cfg.algo, env_info_of(env), device)

@@ -4,11 +4,13 @@ Observations. Algorithms see one float32 vector (or an image) per env. A ``Discr
 observation becomes its one-hot vector (n,); ``MultiDiscrete(nvec)`` the concatenated one-hot
 vectors of its entries (sum(nvec),); ``MultiBinary(n)`` its bits as floats (n,); a ``Dict``
 (keys in sorted order, gymnasium's own order) or ``Tuple`` of any of these and Box vectors the
-concatenation of their encodings. Box vectors are flattened as they are. This is the
+concatenation of their encodings. Box vectors are flattened as they are, and so are images
+inside a Dict / Tuple (their raw pixel values; :class:`EncodedBox` records where, so the
+networks give each image a Nature-CNN and the rest an MLP; normalization skips those columns).
+This is the
 preprocessing step :class:`drlcli.envs.VecEnv` applies before normalization, so every
 algorithm that takes vector observations takes these spaces too; :func:`encoded_space` is the
-Box it then sees (``EnvInfo.observation_space``). Images inside a Dict or Tuple are not
-encoded here (see :func:`observation_problem`).
+Box it then sees (``EnvInfo.observation_space``).
 
 Action masks (sb3-contrib's MaskablePPO convention). An env may say which actions are legal
 through the ``action_mask`` key of its ``info`` dicts or an ``action_masks()`` method: a bool
@@ -21,6 +23,7 @@ each entry, concatenated) for ``MultiDiscrete(nvec)``. Masked logits are set to
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -45,6 +48,62 @@ MASKED_LOGIT = -1e8
 
 def _is_image_box(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image inside a Dict / Tuple observation: its pixel values occupy the encoded vector's
+    columns ``start : start + size``, C-order of the image's own ``shape`` ((H, W, C) or
+    (C, H, W)). ``key``: the Dict key or Tuple index, for messages."""
+
+    key: str
+    shape: tuple[int, ...]
+    start: int
+    size: int
+
+
+class EncodedBox(gym.spaces.Box):
+    """The Box of a Dict / Tuple encoding that holds images (``parts``, in column order): the
+    networks read each image's columns back as an image for a Nature-CNN and the remaining
+    columns as a vector (``drlcli.encoders.CombinedEncoder``)."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray, parts: tuple[ImagePart, ...]):
+        super().__init__(low, high, (len(low),), np.float32)
+        self.parts = parts
+
+
+def image_parts(space: gym.Space) -> tuple[ImagePart, ...]:
+    """The images inside an encoded observation space (an :class:`EncodedBox`), else ()."""
+    return tuple(getattr(space, "parts", ()))
+
+
+def _collect_parts(space: gym.Space, offset: int, prefix: str) -> list[ImagePart]:
+    out: list[ImagePart] = []
+    subs: list[tuple[str, gym.Space]] = []
+    if isinstance(space, gym.spaces.Dict):
+        subs = list(space.spaces.items())
+    elif isinstance(space, gym.spaces.Tuple):
+        subs = [(str(i), s) for i, s in enumerate(space.spaces)]
+    for key, sub in subs:
+        if _is_image_box(sub):
+            shape = tuple(sub.shape or ())
+            out.append(ImagePart(prefix + key, shape, offset, int(np.prod(shape))))
+        else:
+            out.extend(_collect_parts(sub, offset, f"{prefix}{key}."))
+        offset += encoded_dim(sub)
+    return out
+
+
+def has_images(space: gym.Space) -> bool:
+    """Whether observations of the env's own ``space`` hold images: a 3-D Box, or one inside a
+    Dict / Tuple (at any depth)."""
+    if _is_image_box(space):
+        return True
+    if isinstance(space, gym.spaces.Dict):
+        return any(has_images(s) for s in space.spaces.values())
+    if isinstance(space, gym.spaces.Tuple):
+        return any(has_images(s) for s in space.spaces)
+    return False
 
 
 def needs_encoding(space: gym.Space) -> bool:
@@ -92,12 +151,13 @@ def observation_problem(space: gym.Space) -> str | None:
         )
     for key, sub in parts:
         if _is_image_box(sub):
-            return (
-                f"the image part '{key}' {sub.shape} of a {type(space).__name__} observation "
-                "space is not supported yet (Dict / Tuple observations may hold Box vectors, "
-                "Discrete, MultiDiscrete and MultiBinary parts; give images as the whole "
-                "observation, or drop the image key with a wrapper)"
-            )
+            shape = tuple(sub.shape or ())
+            if min(shape[:2]) < 36 and min(shape[1:]) < 36:
+                return (
+                    f"the image part '{key}' {sub.shape} is smaller than the 36 x 36 pixels "
+                    "the Nature-CNN needs"
+                )
+            continue
         problem = observation_problem(sub)
         if problem is not None:
             return f"in part '{key}': {problem}"
@@ -114,6 +174,9 @@ def encoded_space(space: gym.Space) -> gym.Space:
     if problem is not None:
         raise DrlError(f"Cannot observe {space}: {problem}.")
     low, high = _bounds(space)
+    parts = tuple(_collect_parts(space, 0, ""))
+    if parts:
+        return EncodedBox(low, high, parts)
     return gym.spaces.Box(low, high, (len(low),), np.float32)
 
 

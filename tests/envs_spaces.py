@@ -118,6 +118,33 @@ class TupleObs(DictObs):
         return (self.cell, self.sign.copy())
 
 
+class DictImageObs(_Contexts):
+    """Observes {"frame": a 36 x 36 grey image (uint8) with a bright block in its left or right
+    half, "sign": Box(-1, 1, (1,))}; action 2 * [block on the left] + [sign > 0] earns 1: it
+    needs the image key and the vector key. Optimum 10."""
+
+    observation_space = gym.spaces.Dict(
+        {
+            "frame": gym.spaces.Box(0, 255, (36, 36, 1), np.uint8),
+            "sign": gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
+        }
+    )
+    action_space = gym.spaces.Discrete(4)
+
+    def _draw(self) -> None:
+        self.left = bool(self.np_random.integers(0, 2))
+        self.sign = float(self.np_random.choice([-1.0, 1.0]) * self.np_random.uniform(0.2, 1.0))
+
+    def _obs(self) -> Any:
+        frame = np.zeros((36, 36, 1), np.uint8)
+        col = 3 if self.left else 21
+        frame[12:24, col : col + 12] = 255
+        return {"frame": frame, "sign": np.array([self.sign], np.float32)}
+
+    def _reward(self, action: Any) -> float:
+        return float(int(action) == 2 * int(self.left) + int(self.sign > 0))
+
+
 # --- factored actions ------------------------------------------------------------------------
 class _OneHotContext(_Contexts):
     n_contexts = 3
@@ -234,6 +261,7 @@ for _name in (
     "MultiBinaryObs",
     "DictObs",
     "TupleObs",
+    "DictImageObs",
     "MultiDiscreteAct",
     "MultiBinaryAct",
     "MaskedChoice",

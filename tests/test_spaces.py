@@ -170,6 +170,7 @@ def test_dqn_target_maximizes_over_legal_next_actions_only():
         (["algo=trpo", f"env.id={MOD}:DrlMaskedChoice-v0"], "Algorithms that honour masks: a2c"),
         (["algo=ppo_gru", f"env.id={MOD}:DrlMaskedChoiceMethod-v0"], "recurrent"),
         (["algo=reinforce", f"env.id={MOD}:DrlMaskedMultiChoice-v0"], "does not use them"),
+        (["algo=trpo", f"env.id={MOD}:DrlDictImageObs-v0"], "holding images"),
     ],
 )
 def test_unsupported_combinations_are_refused_before_a_run(overrides, match, tmp_path):
@@ -178,10 +179,37 @@ def test_unsupported_combinations_are_refused_before_a_run(overrides, match, tmp
     assert not any(tmp_path.iterdir())
 
 
-def test_images_inside_a_dict_are_refused_with_the_reason():
-    space = gym.spaces.Dict({"img": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)})
-    with pytest.raises(DrlError, match="image part 'img'"):
-        registry.check_compatible("ppo", space, gym.spaces.Discrete(2))
+def test_images_inside_a_dict_get_a_cnn_each_and_an_mlp_for_the_rest():
+    from drlcli.encoders import CombinedEncoder
+    from drlcli.spaces import image_parts
+
+    img = gym.spaces.Box(0, 255, (36, 36, 3), np.uint8)
+    space = gym.spaces.Dict({"a": img, "b": gym.spaces.Discrete(3), "c": img})
+    box = encoded_space(space)
+    parts = image_parts(box)
+    assert [(p.key, p.start, p.size) for p in parts] == [("a", 0, 3888), ("c", 3891, 3888)]
+    enc = CombinedEncoder(box, [64, 64])
+    assert enc.out_features == 2 * 512 + 64
+    assert enc(torch.zeros(5, box.shape[0])).shape == (5, 2 * 512 + 64)
+    registry.check_compatible("ppo", space, gym.spaces.Discrete(2))
+    small = gym.spaces.Dict({"img": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)})
+    with pytest.raises(DrlError, match=r"image part 'img'.*36 x 36"):
+        registry.check_compatible("ppo", small, gym.spaces.Discrete(2))
+
+
+def test_normalization_leaves_the_pixels_of_a_dict_image_raw():
+    import tests.envs_spaces  # noqa: F401  (registers the envs)
+    from drlcli.config import EnvConfig
+    from drlcli.envs import VecEnv
+
+    cfg = EnvConfig(id="DrlDictImageObs-v0", num_envs=2, normalize_obs=True)
+    env = VecEnv(cfg, 2, 0, "sync", 0.99, training=True)
+    obs = env.reset()
+    for _ in range(5):
+        obs = env.step(np.zeros(2, np.int64)).obs
+    env.close()
+    assert set(np.unique(obs[:, :-1]).tolist()) == {0.0, 255.0}  # the frame's pixels
+    assert np.abs(obs[:, -1]).max() < 5  # the vector key, normalized
 
 
 def test_drl_list_names_the_new_spaces():
@@ -201,6 +229,7 @@ def test_drl_list_names_the_new_spaces():
         ("DrlMultiBinaryObs-v0", PPO, 6000, 10.0),
         ("DrlDictObs-v0", PPO, 6000, 10.0),
         ("DrlTupleObs-v0", PPO, 6000, 10.0),
+        ("DrlDictImageObs-v0", [*A2C, "algo.learning_rate=1e-3"], 4000, 10.0),
         ("DrlMultiDiscreteAct-v0", PPO, 4000, 20.0),
         ("DrlMultiDiscreteAct-v0", A2C, 4000, 20.0),
         ("DrlMultiBinaryAct-v0", PPO, 4000, 10.0),

@@ -24,8 +24,9 @@ from drlcli.algos.offpolicy import OffPolicy, offpolicy_problems, raise_offpolic
 from drlcli.buffers import PrioritizedReplayBuffer
 from drlcli.config import DQNConfig
 from drlcli.errors import DrlError
-from drlcli.networks import FlatParams, NatureCNN, is_image, mlp, obs_dim
+from drlcli.networks import FlatParams, image_torso, is_image, mlp, obs_dim
 from drlcli.returns import polyak_update
+from drlcli.spaces import image_parts
 
 
 def double_dqn_target(
@@ -77,10 +78,10 @@ class QNetwork(nn.Module):
     ):
         super().__init__()
         self.dueling = dueling
-        self.image = is_image(space)
+        self.image = is_image(space) or bool(image_parts(space))
         self.torso: nn.Module
-        if self.image:
-            self.torso = NatureCNN(space, ortho=False)
+        if self.image:  # the Nature-CNN, or the combined encoder for images inside a Dict
+            self.torso = image_torso(space, hidden, activation, False)
             if not dueling:
                 self.q: nn.Module = nn.Linear(self.torso.out_features, n_actions)
         elif dueling:

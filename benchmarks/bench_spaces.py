@@ -3,6 +3,10 @@
 * ``dict``: a Dict observation env (tests/envs_spaces.py ``DrlDictObs-v0``: a Discrete key
   and a Box key, the reward needs both) -- drlcli PPO vs SB3 PPO with ``MultiInputPolicy``
   (its CombinedExtractor one-hot encodes the Discrete key and flattens the Box, as drlcli does);
+* ``dictimage``: ``DrlDictImageObs-v0`` (a 36 x 36 uint8 image key and a Box key, the reward
+  needs both) -- the same pair; SB3 gives the image its NatureCNN (256 features) and flattens
+  the vector, drlcli a Nature-CNN (512) and a 64x64 MLP, one torso shared by actor and critic
+  on both sides;
 * ``masked``: a masked-action env (``DrlMaskedChoiceMethod-v0``: a random legal subset of
   Discrete(5) each step, given by an ``action_masks()`` method; a masked action raises) --
   drlcli PPO vs sb3-contrib ``MaskablePPO``.
@@ -29,7 +33,11 @@ import sys
 import tempfile
 import time
 
-ENV_IDS = {"dict": "DrlDictObs-v0", "masked": "DrlMaskedChoiceMethod-v0"}
+ENV_IDS = {
+    "dict": "DrlDictObs-v0",
+    "dictimage": "DrlDictImageObs-v0",
+    "masked": "DrlMaskedChoiceMethod-v0",
+}
 N_ENVS, N_STEPS, BATCH, EPOCHS, LR = 8, 64, 128, 10, 1e-3
 EVAL_EPISODES = 20
 
@@ -95,7 +103,7 @@ def run_sb3(which: str, seed: int, steps: int) -> dict:
         "device": "cpu",
     }
     eval_env = make_vec_env(ENV_IDS[which], n_envs=1, seed=seed + 10_000)
-    if which == "dict":
+    if which in ("dict", "dictimage"):
         from stable_baselines3 import PPO
         from stable_baselines3.common.evaluation import evaluate_policy
 

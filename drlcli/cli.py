@@ -296,7 +296,12 @@ def preflight(cfg: Any) -> None:
     from omegaconf.errors import MissingMandatoryValue
 
     from drlcli.config import to_train_config
-    from drlcli.envs import action_mask_source, check_env_id, make_single_env
+    from drlcli.envs import (
+        action_mask_source,
+        check_env_id,
+        check_workers_can_carry,
+        make_single_env,
+    )
     from drlcli.hardware import check_threads, resolve_device, resolve_workers
     from drlcli.networks import is_image
     from drlcli.registry import check_compatible
@@ -318,13 +323,10 @@ def preflight(cfg: Any) -> None:
     # Build one env: missing optional extras, bad kwargs or wrappers, incompatible spaces.
     probe = make_single_env(tc.env)
     try:
-        check_compatible(
-            tc.algo.name,
-            probe.observation_space,
-            probe.action_space,
-            action_mask_source(probe) is not None,
-            tc.algo,
-        )
+        masks = action_mask_source(probe) is not None
+        check_compatible(tc.algo.name, probe.observation_space, probe.action_space, masks, tc.algo)
+        if tc.hardware.vectorization == "workers":
+            check_workers_can_carry(tc.env.id, probe.observation_space, masks)
         if tc.env.normalize_obs and is_image(probe.observation_space):
             raise DrlError(
                 f"env.normalize_obs=true on image observations {probe.observation_space.shape}: "

@@ -287,6 +287,18 @@ def has_time_limit(env: gym.Env) -> bool:
     return bool(kwargs.get("max_num_frames_per_episode"))
 
 
+def check_workers_can_carry(env_id: str, observation_space: gym.Space, masks: bool) -> None:
+    """DrlError when ``hardware.vectorization=workers`` (shared-memory float arrays of one
+    observation shape) cannot carry what the env gives: Dict / Tuple observations or action
+    masks (issue #19)."""
+    if isinstance(observation_space, gym.spaces.Dict | gym.spaces.Tuple) or masks:
+        what = "action masks" if masks else f"{type(observation_space).__name__} observations"
+        raise DrlError(
+            f"hardware.vectorization=workers cannot carry {env_id}'s {what}; use "
+            "hardware.vectorization=sync or async."
+        )
+
+
 def action_mask_source(env: gym.Env) -> str | None:
     """How ``env`` says which actions are legal (issue #19; sb3-contrib's conventions): "method"
     when it (or a wrapper) has an ``action_masks()`` method, "info" when its reset info holds an
@@ -475,18 +487,8 @@ class VecEnv:
         self.mask_source = action_mask_source(probe)
         probe.close()
         raw_space = self.single_observation_space
-        if vectorization == "workers" and (
-            isinstance(raw_space, gym.spaces.Dict | gym.spaces.Tuple) or self.mask_source
-        ):
-            raise DrlError(
-                f"hardware.vectorization=workers cannot carry {cfg.id}'s "
-                + (
-                    "action masks"
-                    if self.mask_source
-                    else f"{type(raw_space).__name__} observations"
-                )
-                + "; use hardware.vectorization=sync or async."
-            )
+        if vectorization == "workers":
+            check_workers_can_carry(cfg.id, raw_space, self.mask_source is not None)
         self.env: Any
         if vectorization == "workers":
             from drlcli.workers import WorkerVecEnv

@@ -171,6 +171,14 @@ def test_dqn_target_maximizes_over_legal_next_actions_only():
         (["algo=ppo_gru", f"env.id={MOD}:DrlMaskedChoiceMethod-v0"], "recurrent"),
         (["algo=reinforce", f"env.id={MOD}:DrlMaskedMultiChoice-v0"], "does not use them"),
         (["algo=trpo", f"env.id={MOD}:DrlDictImageObs-v0"], "holding images"),
+        (
+            ["algo=ppo", f"env.id={MOD}:DrlDictObs-v0", "hardware.vectorization=workers"],
+            "workers cannot carry .* Dict observations",
+        ),
+        (
+            ["algo=a2c", f"env.id={MOD}:DrlMaskedChoice-v0", "hardware.vectorization=workers"],
+            "workers cannot carry .* action masks",
+        ),
     ],
 )
 def test_unsupported_combinations_are_refused_before_a_run(overrides, match, tmp_path):

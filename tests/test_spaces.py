@@ -374,3 +374,23 @@ def test_replay_keeps_the_next_masks_of_the_transition_it_returns():
     fresh = ReplayBuffer(8, 1, (1,), (), np.int64, mask_dim=3)
     fresh.load_state_dict(state)
     assert (fresh.next_masks == buf.next_masks).all()
+
+
+@pytest.mark.parametrize(
+    "algo",
+    [
+        ["algo=ppo_kl", "algo.num_steps=16", "algo.minibatch_size=64"],
+        ["algo=trpo", "algo.num_steps=16"],
+    ],
+    ids=["ppo_kl", "trpo"],
+)
+def test_kl_methods_learn_factored_actions(algo, tmp_path):
+    # Their KL (PPO's penalty, TRPO's trust region) is the per-entry KL summed.
+    cfg = config(
+        *algo,
+        f"env.id={MOD}:DrlMultiDiscreteAct-v0",
+        "env.num_envs=8",
+        "algo.gamma=0",
+        "total_timesteps=6000",
+    )
+    assert train(cfg, tmp_path).eval_mean_return == pytest.approx(20.0)

@@ -98,6 +98,41 @@ class RolloutBuffer:
         return x.reshape(self.size, *x.shape[2:])
 
 
+class SplitColumns:
+    """A float32 array (rows, num_envs, D) kept as two: the ``pixel`` columns as uint8 (the
+    pixels of images inside a Dict observation, issue #19: 1 byte each instead of 4) and the
+    other columns as float32. Indexing on the leading axes reads and writes like the float32
+    array it stands for (a read assembles a new array). Pixel values must be integers in
+    [0, 255]; they are what a uint8 image space holds."""
+
+    def __init__(self, shape: tuple[int, ...], pixel_columns: np.ndarray):
+        d = shape[-1]
+        self.shape = shape
+        self.dtype = np.dtype(np.float32)
+        self.pix_cols = np.asarray(pixel_columns, dtype=np.int64)
+        keep = np.ones(d, dtype=bool)
+        keep[self.pix_cols] = False
+        self.vec_cols = np.flatnonzero(keep)
+        self.pixels = np.zeros((*shape[:-1], len(self.pix_cols)), dtype=np.uint8)
+        self.vectors = np.zeros((*shape[:-1], len(self.vec_cols)), dtype=np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        return self.pixels.nbytes + self.vectors.nbytes
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        pix = self.pixels[idx]
+        out = np.empty((*pix.shape[:-1], self.shape[-1]), dtype=np.float32)
+        out[..., self.pix_cols] = pix
+        out[..., self.vec_cols] = self.vectors[idx]
+        return out
+
+    def __setitem__(self, idx: Any, value: Any) -> None:
+        value = np.asarray(value)
+        self.pixels[idx] = value[..., self.pix_cols]
+        self.vectors[idx] = value[..., self.vec_cols]
+
+
 class ReplayBuffer:
     """Preallocated ring buffer of transitions from a vector env.
 
@@ -117,11 +152,17 @@ class ReplayBuffer:
         obs_dtype: type | np.dtype = np.float32,
         compact: bool = False,
         mask_dim: int = 0,
+        pixel_columns: np.ndarray | None = None,
     ):
         self.num_envs = num_envs
         self.rows = max(capacity // num_envs, 1)
         r, n = self.rows, num_envs
-        self.obs = np.zeros((r, n, *obs_shape), dtype=obs_dtype)  # (R, N, *obs) s_t
+        # ``pixel_columns``: the uint8 pixels of images inside a Dict observation (flat obs
+        # columns), stored as uint8 (SplitColumns); every other column stays float32.
+        obs_array: Any = np.zeros
+        if pixel_columns is not None and len(pixel_columns) and not compact:
+            obs_array = lambda shape, dtype: SplitColumns(shape, pixel_columns)  # noqa: E731
+        self.obs = obs_array((r, n, *obs_shape), dtype=obs_dtype)  # (R, N, *obs) s_t
         # Compact storage (frames): s_{t+1} of row t is row t+1's s_t, so observations are kept
         # once. The exceptions sit in ``aside`` keyed by flat index: where an episode ended
         # (gymnasium's final observation) or the stream broke (e.g. fresh envs after a resume);
@@ -133,7 +174,7 @@ class ReplayBuffer:
             self.pending = np.zeros((n, *obs_shape), dtype=obs_dtype)
             self.pending_done = np.zeros(n, dtype=bool)
         else:
-            self.next_obs = np.zeros((r, n, *obs_shape), dtype=obs_dtype)  # (R, N, *obs) s_{t+1}
+            self.next_obs = obs_array((r, n, *obs_shape), dtype=obs_dtype)  # (R, N, *obs) s_{t+1}
         self.actions = np.zeros((r, n, *action_shape), dtype=action_dtype)  # (R, N, *act)
         self.rewards = np.zeros((r, n), dtype=np.float32)  # (R, N)
         self.terminated = np.zeros((r, n), dtype=bool)  # (R, N)

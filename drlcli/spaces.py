@@ -60,6 +60,7 @@ class ImagePart:
     shape: tuple[int, ...]
     start: int
     size: int
+    uint8: bool = True  # the env's pixels are uint8 (storage may keep them so)
 
 
 class EncodedBox(gym.spaces.Box):
@@ -87,7 +88,8 @@ def _collect_parts(space: gym.Space, offset: int, prefix: str) -> list[ImagePart
     for key, sub in subs:
         if _is_image_box(sub):
             shape = tuple(sub.shape or ())
-            out.append(ImagePart(prefix + key, shape, offset, int(np.prod(shape))))
+            pixels = np.dtype(sub.dtype) == np.uint8
+            out.append(ImagePart(prefix + key, shape, offset, int(np.prod(shape)), pixels))
         else:
             out.extend(_collect_parts(sub, offset, f"{prefix}{key}."))
         offset += encoded_dim(sub)

@@ -394,3 +394,32 @@ def test_kl_methods_learn_factored_actions(algo, tmp_path):
         "total_timesteps=6000",
     )
     assert train(cfg, tmp_path).eval_mean_return == pytest.approx(20.0)
+
+
+def test_replay_keeps_the_pixels_of_a_dict_image_as_uint8():
+    import tests.envs_spaces as envs_spaces
+    from drlcli.buffers import SplitColumns
+
+    space = envs_spaces.DictImageObs.observation_space
+    info = EnvInfo(space, gym.spaces.Discrete(4), 2)
+    dqn = registry.build(cli_algo("dqn", "algo.buffer_size=100"), info, torch.device("cpu"))
+    replay = dqn.replay  # type: ignore[attr-defined]
+    assert isinstance(replay.obs, SplitColumns) and replay.obs.pixels.dtype == np.uint8
+    d = info.observation_space.shape[0]
+    assert replay.obs.nbytes == 50 * 2 * (36 * 36 + 4 * 1)  # 1 byte a pixel, 4 the vector
+    rng = np.random.default_rng(0)
+    obs = np.concatenate([rng.integers(0, 256, (2, d - 1)), rng.uniform(-1, 1, (2, 1))], 1)
+    no = np.zeros(2, bool)
+    replay.add(obs, np.zeros(2), np.ones(2), obs[::-1], no, no)
+    got = replay.gather(np.array([0, 1]))
+    np.testing.assert_allclose(got["obs"], obs.astype(np.float32))
+    np.testing.assert_allclose(got["next_obs"], obs[::-1].astype(np.float32))
+    again = registry.build(cli_algo("dqn", "algo.buffer_size=100"), info, torch.device("cpu"))
+    again.replay.load_state_dict(replay.state_dict())  # type: ignore[attr-defined]
+    np.testing.assert_allclose(again.replay.gather(np.array([0, 1]))["obs"], got["obs"])  # type: ignore[attr-defined]
+
+
+def cli_algo(name: str, *overrides: str):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(cli._compose([f"algo={name}", *overrides])).algo

@@ -38,9 +38,9 @@ from drlcli.spaces import (
     encode,
     encode_one,
     encoded_space,
-    image_parts,
     mask_dim,
     needs_encoding,
+    raw_columns,
 )
 
 # Install hints for ids that live in optional gymnasium extras.
@@ -515,11 +515,9 @@ class VecEnv:
         self.encoded = needs_encoding(raw_space)
         algo_space = encoded_space(raw_space)
         obs_shape = algo_space.shape or ()
-        self._pixel_columns: np.ndarray | None = None
-        if image_parts(algo_space):
-            self._pixel_columns = np.concatenate(
-                [np.arange(p.start, p.start + p.size) for p in image_parts(algo_space)]
-            )
+        # Normalization applies to vector keys only (issue #19).
+        keep_raw = raw_columns(raw_space)
+        self._raw_columns: np.ndarray | None = keep_raw if len(keep_raw) else None
         self.obs_shape: tuple[int, ...] = tuple(obs_shape)
         self.obs_rms = RunningMeanStd(self.obs_shape)
         self.ret_rms = RunningMeanStd(())
@@ -556,8 +554,8 @@ class VecEnv:
             return obs
         out = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
         out = np.clip(out, -self.cfg.clip_obs, self.cfg.clip_obs).astype(np.float32)
-        if self._pixel_columns is not None:  # images inside a Dict keep their raw pixels
-            out[..., self._pixel_columns] = obs[..., self._pixel_columns]
+        if self._raw_columns is not None:  # one-hot, bits and pixels are not normalized
+            out[..., self._raw_columns] = obs[..., self._raw_columns]
         return out
 
     def _process_obs(self, raw: np.ndarray, update: bool) -> np.ndarray:

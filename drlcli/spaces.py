@@ -96,6 +96,26 @@ def _collect_parts(space: gym.Space, offset: int, prefix: str) -> list[ImagePart
     return out
 
 
+def raw_columns(space: gym.Space) -> np.ndarray:
+    """Columns of ``space``'s encoding that observation normalization leaves alone (issue #19:
+    it applies to vector keys only): one-hot, bits and image pixels; every column of a Box
+    vector is normalized. Empty for a Box space (it is normalized as a whole)."""
+    out: list[np.ndarray] = []
+
+    def walk(sub: gym.Space, offset: int) -> None:
+        if isinstance(sub, gym.spaces.Dict | gym.spaces.Tuple):
+            parts = sub.spaces.values() if isinstance(sub, gym.spaces.Dict) else sub.spaces
+            for part in parts:
+                walk(part, offset)
+                offset += encoded_dim(part)
+        elif not isinstance(sub, gym.spaces.Box) or _is_image_box(sub):
+            out.append(np.arange(offset, offset + encoded_dim(sub)))
+
+    if needs_encoding(space):
+        walk(space, 0)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
 def has_images(space: gym.Space) -> bool:
     """Whether observations of the env's own ``space`` hold images: a 3-D Box, or one inside a
     Dict / Tuple (at any depth)."""

@@ -205,8 +205,8 @@ def test_images_inside_a_dict_get_a_cnn_each_and_an_mlp_for_the_rest():
         registry.check_compatible("ppo", small, gym.spaces.Discrete(2))
 
 
-def test_normalization_leaves_the_pixels_of_a_dict_image_raw():
-    import tests.envs_spaces  # noqa: F401  (registers the envs)
+def test_normalization_leaves_pixels_and_one_hots_raw():
+    import tests.envs_spaces  # registers the envs
     from drlcli.config import EnvConfig
     from drlcli.envs import VecEnv
 
@@ -218,6 +218,11 @@ def test_normalization_leaves_the_pixels_of_a_dict_image_raw():
     env.close()
     assert set(np.unique(obs[:, :-1]).tolist()) == {0.0, 255.0}  # the frame's pixels
     assert np.abs(obs[:, -1]).max() < 5  # the vector key, normalized
+    from drlcli.spaces import raw_columns
+
+    # Dict keys in order "cell" (one-hot, 4 columns), "sign" (Box): only the Box normalizes.
+    assert raw_columns(tests.envs_spaces.DictObs.observation_space).tolist() == [0, 1, 2, 3]
+    assert raw_columns(gym.spaces.Box(-1, 1, (3,))).size == 0
 
 
 def test_drl_list_names_the_new_spaces():
@@ -323,6 +328,22 @@ def test_ppo_walks_the_unslippery_frozen_lake(tmp_path):
         "algo.num_steps=32",
         "algo.minibatch_size=64",
         "total_timesteps=6000",
+    )
+    assert train(cfg, tmp_path).eval_mean_return == 1.0
+
+
+def test_dqn_walks_the_unslippery_frozen_lake(tmp_path):
+    cfg = config(
+        "algo=dqn",
+        "env.id=FrozenLake-v1",
+        "+env.kwargs={is_slippery:false}",
+        "env.num_envs=4",
+        "algo.learning_starts=1000",
+        "algo.target_update_interval=500",
+        "algo.exploration_fraction=0.5",
+        "algo.learning_rate=1e-3",
+        "algo.train_freq=4",
+        "total_timesteps=10000",
     )
     assert train(cfg, tmp_path).eval_mean_return == 1.0
 

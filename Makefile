@@ -1,38 +1,53 @@
 # drlcli developer entry points. Everything installs into a local virtualenv ($(VENV)).
-# The CPU build of torch is pinned and installed first: an unpinned torch would pull a
-# multi-GB CUDA build.
+# torch is pinned and installed first, from TORCH_INDEX when set: which build (CPU or CUDA)
+# `pip install torch==X` resolves to depends on the package index, not on this file. On a
+# standard Linux machine the default index serves the CUDA build (~19 NVIDIA packages, GBs);
+# for the CPU build pass PyTorch's CPU wheel index, e.g. make run TORCH_INDEX=<url>/whl/cpu
+# (the --index-url that PyTorch's install selector gives; .../whl/cu126 etc. for CUDA).
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
-EXTRAS ?= dev,sweep,bench,box2d,atari,mujoco,joblib,submitit,ray
-STAMP := $(VENV)/.drlcli-installed
+TORCH_INDEX ?=
+# What `make run` installs: training only. The test, lint and bench targets add EXTRAS.
+EXTRAS ?= dev,tune,bench,box2d,atari,mujoco,joblib,submitit,ray
+comma := ,
+BASE_STAMP := $(VENV)/.drlcli-base
+STAMP := $(VENV)/.drlcli-extras-$(subst $(comma),-,$(EXTRAS))
 # Exact versions of everything but torch, last known green (see constraints.txt; `make lock`).
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: install run test test-slow lint format bench lock clean help
+.PHONY: install install-base run test test-slow lint format bench lock clean help
 
 help:
-	@echo "make run        install, then train PPO on CartPole (drl train algo=ppo env=cartpole)"
-	@echo "make test       install, then run the test suite (fast tiers)"
+	@echo "make run        install the training deps, then train PPO on CartPole"
+	@echo "make install    install with every extra (EXTRAS=$(EXTRAS))"
+	@echo "make test       install with EXTRAS, then run the test suite (fast tiers)"
 	@echo "make test-slow  the slow learning tests"
 	@echo "make lint       ruff (lint + format check) and mypy"
 	@echo "make lock       refresh constraints.txt (the pinned versions make install uses)"
-	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3) and scaling tables"
+	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3), scaling tables and the networks.py speed tricks"
+	@echo "TORCH_INDEX=URL the package index torch is installed from (CPU or CUDA build; see top)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+$(BASE_STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -c $(CONSTRAINTS) "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -c $(CONSTRAINTS) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e .
+	touch $(BASE_STAMP)
+
+$(STAMP): $(BASE_STAMP)
 	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
+install-base: $(BASE_STAMP)
+
 install: $(STAMP)
 
-run: install
+run: install-base
 	$(BIN)/drl train algo=ppo env=cartpole
 
 test: install
@@ -56,6 +71,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_onpolicy.py
 	$(BIN)/python benchmarks/bench_scaling.py
 	$(BIN)/python benchmarks/bench_threads.py
+	$(BIN)/python benchmarks/bench_tricks.py
 
 # Re-resolve every dependency to the newest versions pyproject.toml allows, in a throwaway venv,
 # and write them to constraints.txt. Then `make clean test` and commit constraints.txt if green.
@@ -63,7 +79,7 @@ lock:
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install -q --upgrade pip
-	.venv-lock/bin/python -m pip install -q "$(TORCH_PIN)"
+	.venv-lock/bin/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_PIN)"
 	.venv-lock/bin/python -m pip install -q ".[$(EXTRAS)]"
 	{ sed -n '/^#/p' $(CONSTRAINTS); .venv-lock/bin/python -m pip freeze --exclude-editable \
 	  | grep -v -i -E '^(torch|pip|setuptools|drlcli)(==| @)'; } > $(CONSTRAINTS).new

@@ -28,16 +28,18 @@ _VALUE_FLAGS = {
 }
 
 USAGE = """\
-usage: drl <command> [args]
+usage: drl <command> [args]      drl --version
 
 Config-driven deep reinforcement learning.
 
 commands:
   train [overrides...]   train an agent; arguments are Hydra overrides and flags
                          (drl train algo=ppo env=cartpole seed=3, -m for sweeps)
-  list                   the available algorithms, environments and hardware profiles
+  tune SEARCH [...]      hyperparameter search with Optuna (drl tune ppo_cartpole --trials 16)
+  list                   the available algorithms, environments, hardware profiles, searches
   eval RUN_DIR           evaluate a run's checkpoint (--episodes N, --video, --stochastic)
   compare PATH...        curves (PNG) and final-return tables across runs, grouped over seeds
+  completion bash|zsh    shell completion script (--install writes it for your user)
 
 Run `drl train --help` for the overrides, `drl list` for the choices.
 """
@@ -66,6 +68,7 @@ run settings: seed, total_timesteps, eval.every, eval.episodes, eval.determinist
 
 Runs land in outputs/runs/<date>/<time>_<algo>_<env>_s<seed>/ (multirun: outputs/multirun/...),
 each with config.yaml, command.txt, TensorBoard events and checkpoints/.
+Hyperparameter search: drl tune --help.  Shell completion: drl completion bash|zsh.
 Hydra's own flags: drl train --hydra-help
 """
 
@@ -115,17 +118,24 @@ def algo_option_name(option: str) -> str:
 
 
 def group_options(group: str) -> list[str]:
-    return [name for name, _ in describe_options(group)]
+    """The option names of a config group; for ``tuned`` also the pairs sharing a family's
+    set (drlcli/tuned.py), which have no file of their own."""
+    names = [name for name, _ in describe_options(group)]
+    if group == "tuned":
+        from drlcli.tuned import shared_tuned_sets
+
+        names = sorted({*names, *shared_tuned_sets(config_dir())})
+    return names
 
 
 def cmd_list(argv: list[str]) -> int:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from drlcli import registry
+    from drlcli.logger import make_console
 
-    console = Console()
+    console = make_console()
     for group in GROUPS:
         table = Table(title=f"{group}  ({group}=<name>)", title_justify="left", show_header=False)
         table.add_column(style="bold cyan")
@@ -144,7 +154,7 @@ def cmd_list(argv: list[str]) -> int:
         console.print("tuned settings applied automatically: " + ", ".join(tuned))
     searches = describe_options("search")
     if searches:
-        console.print("search spaces (drl train -m search=<name>):")
+        console.print("search spaces (drl tune <name>):")
         for name, desc in searches:
             console.print(f"  [bold cyan]{name}[/bold cyan]  {escape(desc)}")
     return 0
@@ -168,11 +178,16 @@ def split_train_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _compose(overrides: list[str]) -> Any:
+    """The config composed from drlcli's configs with ``overrides`` (inside a running Hydra app,
+    such as a `drl train` job, through that app's already initialized Hydra)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     from drlcli.config import register_configs
 
     register_configs()
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=overrides)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose("config", overrides=overrides)
 
@@ -248,8 +263,14 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
             check_launcher(o.get_value_element_as_str())
         if key.startswith("hydra") or o.is_delete() or o.is_add() or o.is_force_add():
             continue
+        if key == "search":
+            raise DrlError(
+                f"search={o.get_value_element_as_str()}: hyperparameter search is its own command "
+                "now, with pruning: drl tune <search space> [overrides] (drl tune --help; the "
+                "spaces are in conf/search/)."
+            )
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
-        if key in (*GROUPS, "tuned", "search"):
+        if key in (*GROUPS, "tuned"):
             options = group_options(key)
             for v in values if values is not None else [o.get_value_element_as_str()]:
                 if v not in options:
@@ -303,7 +324,7 @@ def preflight(cfg: Any) -> None:
         make_single_env,
     )
     from drlcli.hardware import check_threads, resolve_device, resolve_workers
-    from drlcli.networks import is_image
+    from drlcli.networks import check_sde_action_space, is_image
     from drlcli.registry import check_compatible
     from drlcli.runner import validate
 
@@ -325,6 +346,7 @@ def preflight(cfg: Any) -> None:
     try:
         masks = action_mask_source(probe) is not None
         check_compatible(tc.algo.name, probe.observation_space, probe.action_space, masks, tc.algo)
+        check_sde_action_space(tc.algo, probe.action_space)
         if tc.hardware.vectorization == "workers":
             check_workers_can_carry(tc.env.id, probe.observation_space, masks)
         if tc.env.normalize_obs and is_image(probe.observation_space):
@@ -368,7 +390,7 @@ def _task(cfg: Any) -> float:
     from hydra.types import RunMode
 
     from drlcli.config import to_train_config
-    from drlcli.runner import train
+    from drlcli.runner import RunHooks, train
     from drlcli.sweep import write_failure
 
     hc = HydraConfig.get()
@@ -382,7 +404,13 @@ def _task(cfg: Any) -> float:
             os.environ["DRL_PARALLEL_JOBS"] = str(jobs)
     try:
         tc = to_train_config(cfg)
-        result = train(tc, run_dir, command)
+        choices = hc.runtime.choices
+        hooks = RunHooks(
+            algo_label=choices.get("algo"),
+            env_label=choices.get("env"),
+            notes=tuned_notes(choices.get("algo"), choices.get("env"), choices.get("tuned"), cfg),
+        )
+        result = train(tc, run_dir, command, hooks)
     except Exception as exc:
         msg = str(exc) if isinstance(exc, DrlError) else f"{type(exc).__name__}: {exc}"
         write_failure(run_dir, msg)
@@ -399,6 +427,61 @@ def _task(cfg: Any) -> float:
         # Shell convention 128 + signal number, so schedulers see the job did not finish.
         raise SystemExit(130 if result.interrupted_by == "SIGINT" else 143)
     return result.eval_mean_return
+
+
+def sweep_name_overrides(overrides: list[str]) -> list[str]:
+    """For `drl train -m`: keep the keys every job shares out of job directory names, so a
+    name (and a TensorBoard run name) is ``<job>_<algo>_<env>_<swept values in full>`` rather
+    than the swept values buried among constants. Returns the Hydra override that extends
+    conf/config.yaml's ``override_dirname.exclude_keys`` with the non-swept keys (none when the
+    command line sets exclude_keys itself)."""
+    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    if any(o.key_or_group.startswith("hydra.job.config.override_dirname") for o in parsed):
+        return []
+    base = yaml.safe_load((config_dir() / "config.yaml").read_text())
+    keys = list(base["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"])
+    for o in parsed:
+        key = o.key_or_group
+        if not key.startswith("hydra") and not o.is_sweep_override() and key not in keys:
+            keys.append(key)
+    if not all(re.fullmatch(r"[\w./@-]+", k) for k in keys):
+        return []  # a key Hydra's list syntax would need quoting for: keep the full names
+    return [f"hydra.job.config.override_dirname.exclude_keys=[{','.join(keys)}]"]
+
+
+def tuned_notes(algo: str | None, env: str | None, tuned: str | None, cfg: Any) -> list[str]:
+    """The start line's note on the tuned set: which file was applied and each value it changed
+    from the algo/env defaults (and where the command line then set another value). Empty when
+    no tuned set exists for this algo/env pair."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from drlcli.logger import flatten
+
+    name = tuned or (f"{algo}_{env}" if algo and env else None)
+    path = config_dir() / "tuned" / f"{name}.yaml"
+    if not name or not path.is_file():
+        return []
+    values = flatten(yaml.safe_load(path.read_text()) or {})
+    try:
+        base = flatten(OmegaConf.to_container(_compose([f"algo={algo}", f"env={env}", "~tuned"])))
+    except Exception:  # a tuned set that cannot be removed alone: report its values only
+        base = {}
+    final = flatten(OmegaConf.to_container(cfg))
+    changes = []
+    for key, value in values.items():
+        if key in base and base[key] == value:
+            continue
+        change = f"{key} {base[key]} -> {value}" if key in base else f"{key}={value}"
+        if key in final and final[key] != value:
+            change += f" (command line: {final[key]})"
+        changes.append(change)
+    if not changes:
+        return [f"drl: tuned set conf/tuned/{name}.yaml applied (it changes no default)"]
+    return [f"drl: tuned set conf/tuned/{name}.yaml applied: " + ", ".join(changes)]
 
 
 def _override_key(override: str) -> str:
@@ -439,6 +522,10 @@ def cmd_train(argv: list[str]) -> int:
         print(TRAIN_HELP.format(groups=groups))
         return 0
     overrides, flags = split_train_args(argv)
+    if any(f in ("-sc", "--shell-completion") for f in flags) or any(
+        o.split("=", 1)[0] in ("install", "uninstall") for o in overrides
+    ):
+        return hydra_shell_completion(overrides)
     multirun = "-m" in flags or "--multirun" in flags
     if any(_override_key(o) == "resume" for o in overrides) and not multirun:
         overrides = resume_overrides(overrides)
@@ -448,6 +535,8 @@ def cmd_train(argv: list[str]) -> int:
         composed = check_overrides(overrides, multirun)
         if composed is not None:
             preflight(composed)
+    if multirun:
+        argv = [*argv, *sweep_name_overrides(overrides)]
 
     import hydra
 
@@ -459,7 +548,7 @@ def cmd_train(argv: list[str]) -> int:
 
     sweep.LAST_SUMMARY.clear()
     old_argv = sys.argv
-    sys.argv = ["drl-train", *argv]
+    sys.argv = ["drl train", *argv]  # Hydra's help names the command after argv[0]
     try:
         app()
     finally:
@@ -474,12 +563,49 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
+def hydra_shell_completion(overrides: list[str]) -> int:
+    """`drl train -sc install=bash` (what Hydra's --hydra-help suggests) prints drl's own
+    completion script, which completes every subcommand; uninstall=bash removes it."""
+    from drlcli.completion import SHELLS, script
+
+    for o in overrides:
+        action, _, shell = o.partition("=")
+        if action == "install" and shell in SHELLS:
+            sys.stdout.write(script(shell))
+            return 0
+        if action == "uninstall" and shell in SHELLS:
+            print("complete -r drl 2>/dev/null" if shell == "bash" else "compdef -d drl")
+            return 0
+    raise DrlError(
+        "Shell completion: use `drl completion bash` or `drl completion zsh` (add --install to "
+        "write it for your user), or `drl train -sc install=bash|zsh`. Valid shells: "
+        + ", ".join(SHELLS)
+        + "."
+    )
+
+
+def version_text() -> str:
+    """`drl --version`: drlcli's installed version, with Python's, torch's and gymnasium's."""
+    import platform
+    from importlib import metadata
+
+    def v(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (
+        f"drl (drlcli) {v('drlcli')} — Python {platform.python_version()}, torch {v('torch')}, "
+        f"gymnasium {v('gymnasium')}, hydra-core {v('hydra-core')}"
+    )
+
+
 def cmd_eval(argv: list[str]) -> int:
     import argparse
 
-    from rich.console import Console
-
     from drlcli.evaluation import run_eval
+    from drlcli.logger import make_console
 
     parser = argparse.ArgumentParser(
         prog="drl eval",
@@ -506,7 +632,7 @@ def cmd_eval(argv: list[str]) -> int:
         args.checkpoint,
         args.device,
     )
-    console = Console()
+    console = make_console()
     console.print(
         f"[bold]{report.checkpoint}[/bold] (step {report.step}): mean return "
         f"{report.mean_return:.2f} +- {report.std_return:.2f} over {report.episodes} "
@@ -524,10 +650,10 @@ def cmd_eval(argv: list[str]) -> int:
 def cmd_compare(argv: list[str]) -> int:
     import argparse
 
-    from rich.console import Console
     from rich.markdown import Markdown
 
-    from drlcli.compare import compare, markdown_table
+    from drlcli.compare import MIN_SEEDS, compare, markdown_table, small_group_warnings
+    from drlcli.logger import make_console
 
     parser = argparse.ArgumentParser(
         prog="drl compare",
@@ -538,10 +664,18 @@ def cmd_compare(argv: list[str]) -> int:
     parser.add_argument("paths", type=Path, nargs="+", help="run or multirun directories")
     parser.add_argument("--metric", default="eval/mean_return", help="scalar tag to compare")
     parser.add_argument("--out", type=Path, default=None, help="default: <first path>/compare")
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="draw a horizontal target line at this return (e.g. 475 for CartPole-v1)",
+    )
     args = parser.parse_args(argv)
-    rows, files = compare(args.paths, args.metric, args.out)
-    console = Console()
+    rows, files = compare(args.paths, args.metric, args.out, target=args.target)
+    console = make_console()
     console.print(Markdown(markdown_table(rows, args.metric)))
+    for warning in small_group_warnings(rows, MIN_SEEDS):
+        print(f"drl: warning: {warning}", file=sys.stderr)
     console.print(f"wrote {files['png']}, {files['md']}, {files['csv']}")
     return 0
 
@@ -572,8 +706,23 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] in ("--version", "-V", "version"):
+        print(version_text())
+        return 0
+    from drlcli.completion import cmd_complete, cmd_completion
+    from drlcli.tune import cmd_tune
+
     command, rest = argv[0], argv[1:]
-    commands = {"train": cmd_train, "list": cmd_list, "eval": cmd_eval, "compare": cmd_compare}
+    commands = {
+        "train": cmd_train,
+        "tune": cmd_tune,
+        "list": cmd_list,
+        "eval": cmd_eval,
+        "compare": cmd_compare,
+        "completion": cmd_completion,
+    }
+    if command == "__complete":  # called by the completion scripts
+        return cmd_complete(rest)
     if command not in commands:
         print(
             f"drl: error: unknown command '{command}'.{did_you_mean(command, commands)} "

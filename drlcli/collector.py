@@ -30,7 +30,7 @@ class Collector:
     A phase runs ``algo.begin_collect(obs)``, then ``act`` (``act_masked`` with the env's action
     masks when it gives them, issue #19) -> ``env.step`` -> ``observe`` until
     ``observe`` returns True, then ``algo.end_collect(next_obs)``, all under
-    ``torch.inference_mode()`` (acting never needs gradients; see :class:`Algorithm`). An
+    ``torch.no_grad()`` (acting never needs gradients; see :class:`Algorithm`). An
     algorithm of the ``asynchronous`` family (A3C) gathers through its own ``collect(env)``.
 
     Raises ``interrupts.Interrupted`` when a stop request outlasts its grace period in a phase
@@ -50,7 +50,7 @@ class Collector:
             return
         obs = env.obs if env.obs is not None else env.reset()
         check = interrupts.check
-        with torch.inference_mode():
+        with torch.no_grad():
             algo.begin_collect(obs)
             while True:
                 check()
@@ -83,7 +83,7 @@ def collect_rollout(
     on-policy algorithm's collection does (A3C's workers, which hold a bare network); returns
     the observation the next rollout starts from."""
     buf.final_values.zero_()
-    with torch.inference_mode():
+    with torch.no_grad():
         for t in range(buf.num_steps):
             result = env.step(rollout_act(policy, buf, t, obs))
             step = VectorStep(

@@ -23,6 +23,37 @@ from drlcli.logger import flatten
 # Keys that do not change what is learned; runs differing only in these (and the seed) group.
 IGNORED_PREFIXES = ("seed", "resume", "on_error", "log.", "checkpoint.", "hardware.", "eval.")
 
+# Below this many runs per group a percentile-bootstrap 95% CI is too narrow to trust (Agarwal
+# et al. 2021, "Deep RL at the edge of the statistical precipice", use 5+ runs and stratified
+# bootstrap; with 2-3 runs the bootstrap distribution has only a handful of distinct means).
+MIN_SEEDS = 5
+
+# Axis labels for the tags drl logs; other tags are shown as they are.
+METRIC_LABELS = {
+    "eval/mean_return": "mean evaluation return",
+    "eval/std_return": "std of evaluation returns",
+    "charts/episodic_return": "training episode return",
+    "charts/episodic_length": "training episode length",
+    "charts/SPS": "env steps per second",
+}
+
+
+def metric_label(tag: str) -> str:
+    """A readable axis label for a TensorBoard tag (``losses/value_loss`` -> ``value loss``)."""
+    if tag in METRIC_LABELS:
+        return METRIC_LABELS[tag]
+    return tag.rsplit("/", 1)[-1].replace("_", " ")
+
+
+def small_group_warnings(rows: list[dict[str, Any]], min_seeds: int = MIN_SEEDS) -> list[str]:
+    """One warning per group with fewer than ``min_seeds`` runs (its 95% CI is unreliable)."""
+    return [
+        f"group '{r['group']}' has {r['runs']} run(s): its 95% bootstrap CI is unreliable under "
+        f"{min_seeds} seeds per group (add seeds: seed=1,2,3,4,5)"
+        for r in rows
+        if r["runs"] < min_seeds
+    ]
+
 
 @dataclass
 class Run:
@@ -158,27 +189,69 @@ def summarize(groups: list[Group], seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
+def plot_curves(
+    groups: list[Group], metric: str, seed: int = 0, target: float | None = None
+) -> Any:
+    """The comparison figure (a matplotlib Figure; the caller closes it): per group the mean
+    curve of ``metric`` over runs with its 95% bootstrap band and markers where it was logged;
+    x (env steps) from 0; a dashed line at ``target`` when given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    markers = "osD^v<>pX*"
+    for i, g in enumerate(groups):
+        grid, mean, lo, hi = curve_band(g, rng)
+        (line,) = ax.plot(grid, mean, label=f"{g.label} (n={len(g.runs)})")
+        ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        # Markers where the metric was logged (evaluations), at most ~25 per curve.
+        at = g.runs[0].steps[(g.runs[0].steps >= grid[0]) & (g.runs[0].steps <= grid[-1])]
+        at = at[:: max(len(at) // 25, 1)]
+        ax.plot(
+            at,
+            np.interp(at, grid, mean),
+            linestyle="none",
+            marker=markers[i % len(markers)],
+            markersize=4,
+            color=line.get_color(),
+        )
+    if target is not None:
+        ax.axhline(target, color="black", linestyle="--", linewidth=1, label=f"target {target:g}")
+    ax.set_xlim(left=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(metric_label(metric))
+    few = min((len(g.runs) for g in groups), default=0) < MIN_SEEDS
+    ax.set_title(
+        f"{metric_label(metric)}: mean and 95% bootstrap CI over seeds"
+        + (f" (under {MIN_SEEDS} seeds in a group: CI unreliable)" if few else "")
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def write_outputs(
-    groups: list[Group], rows: list[dict[str, Any]], out_dir: Path, metric: str, seed: int = 0
+    groups: list[Group],
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    metric: str,
+    seed: int = 0,
+    target: float | None = None,
 ) -> dict[str, Path]:
+    """compare.png (mean curve per group, 95% bootstrap band, a marker on each logged point of
+    the group's first run, x from 0, optional dashed ``target`` line), compare.csv, compare.md.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    for g in groups:
-        grid, mean, lo, hi = curve_band(g, rng)
-        (line,) = ax.plot(grid, mean, label=f"{g.label} (n={len(g.runs)})")
-        ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric}: mean and 95% bootstrap CI over seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig = plot_curves(groups, metric, seed, target)
     png = out_dir / "compare.png"
     fig.savefig(png)
     plt.close(fig)
@@ -216,10 +289,22 @@ def markdown_table(rows: list[dict[str, Any]], metric: str) -> str:
             f"| {r['group']} | {r['runs']} | {r['mean']:.2f} | {r['iqm']:.2f} | "
             f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}] |"
         )
+    few = [r["group"] for r in rows if r["runs"] < MIN_SEEDS]
+    if few:
+        lines += [
+            "",
+            f"Warning: under {MIN_SEEDS} runs in {', '.join(few)}: the 95% CIs there are "
+            "unreliable (the bootstrap sees only a handful of distinct means).",
+        ]
     return "\n".join(lines) + "\n"
 
 
-def compare(paths: list[Path], metric: str, out_dir: Path | None) -> tuple[list[dict], dict]:
+def compare(
+    paths: list[Path], metric: str, out_dir: Path | None, target: float | None = None
+) -> tuple[list[dict], dict]:
+    """Load, group and summarize the runs under ``paths``; write the PNG and tables into
+    ``out_dir`` (default ``<first path>/compare``). Raises DrlError when no run logged
+    ``metric``."""
     runs, skipped = load_runs(paths, metric)
     if not runs:
         hint = f" ({len(skipped)} run(s) have no '{metric}' scalar)" if skipped else ""
@@ -231,7 +316,7 @@ def compare(paths: list[Path], metric: str, out_dir: Path | None) -> tuple[list[
     groups = group_runs(runs)
     rows = summarize(groups)
     out = out_dir or (paths[0] if paths[0].is_dir() else Path.cwd()) / "compare"
-    files = write_outputs(groups, rows, out, metric)
+    files = write_outputs(groups, rows, out, metric, target=target)
     if any(math.isnan(r["mean"]) for r in rows):
         raise DrlError("A group's final return is NaN; check the runs' event files.")
     return rows, files

@@ -71,8 +71,14 @@ class OnPolicyConfig:
     activation: str = "tanh"  # tanh | relu | elu
     shared_network: bool = False  # one torso for actor and critic
     ortho_init: bool = True  # orthogonal init with gains sqrt(2), 0.01 (policy), 1 (value)
-    log_std_init: float = 0.0  # initial log std of the Gaussian policy (continuous actions)
+    log_std_init: float = 0.0  # initial log std of the Gaussian policy (gSDE: per feature)
     adam_eps: float = 1e-5
+    # Generalized state-dependent exploration (Raffin et al. 2022), ppo and a2c only: noise =
+    # latent features @ an exploration matrix per env, drawn from a learned per-feature std.
+    use_sde: bool = False
+    sde_sample_freq: int = -1  # -1: new matrices at each rollout start only; n: also every n steps
+    full_std: bool = True  # gSDE: one std per (feature, action) pair, else one per feature
+    use_expln: bool = False  # gSDE: expln instead of exp keeps the std from growing too fast
 
 
 @dataclass
@@ -205,6 +211,12 @@ class OffPolicyConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "relu"
     save_replay: bool = True  # put the replay buffer in checkpoints (exact resume; size logged)
+    # Generalized state-dependent exploration (Raffin et al. 2022), sac only (td3/ddpg/dqn have
+    # no learned std): noise = actor features @ an exploration matrix per env.
+    use_sde: bool = False
+    sde_sample_freq: int = -1  # -1: new matrices at each collection phase; n: also every n steps
+    full_std: bool = True  # gSDE: one std per (feature, action) pair, else one per feature
+    use_expln: bool = False  # gSDE: expln instead of exp keeps the std from growing too fast
 
 
 @dataclass
@@ -244,6 +256,7 @@ class SACConfig(OffPolicyConfig):
     ent_coef: str = "auto"  # "auto" (tuned to target entropy -|A|) or a fixed alpha, e.g. "0.2"
     ent_coef_init: float = 1.0  # initial alpha when tuned
     target_update_interval: int = 1  # gradient steps between polyak updates
+    log_std_init: float = -3.0  # gSDE: initial log of the per-feature noise std (SB3's default)
 
 
 @dataclass
@@ -322,7 +335,12 @@ def algo_schemas() -> dict[str, type]:
 
 
 def register_configs() -> None:
-    """Put the schemas where the YAML defaults lists find them. Idempotent."""
+    """Put the schemas where the YAML defaults lists find them, and the tuned sets that pairs
+    share (drlcli/tuned.py). Idempotent."""
+    from drlcli.cli import config_dir
+    from drlcli.tuned import register_shared_tuned_sets
+
+    register_shared_tuned_sets(config_dir())
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="schema", name="env", node=EnvConfig)

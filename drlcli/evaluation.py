@@ -121,8 +121,15 @@ def record_episode(
 ) -> Path:
     """Render one evaluation episode (at most eval.max_episode_steps steps) to an animated GIF
     in RUN_DIR/videos/."""
+    import os
+
     from PIL import Image
 
+    # Frames are drawn off-screen (rgb_array): pygame/SDL needs no display or sound device, and
+    # without these SDL probes for them and prints "XDG_RUNTIME_DIR is invalid or not set" on a
+    # headless machine even when recording succeeds. A user's own SDL settings win.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     env_cfg = eval_env_config(cfg.env)
     check_renders(env_cfg)
     env_cfg.kwargs = {**env_cfg.kwargs, "render_mode": "rgb_array"}

@@ -4,6 +4,7 @@ this module. The x-axis of every scalar is the global env step."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections import deque
@@ -41,6 +42,22 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 HPARAM_METRICS = ("eval/mean_return", "charts/episodic_return")
 
+# Width of output that is not a terminal (pipes, CI, cluster logs) when COLUMNS is unset: rich
+# would use 80 columns and cut run directories with "…" and split table cells over lines.
+# Tables take only the width their content needs, so a wide limit costs nothing.
+PLAIN_WIDTH = 400
+
+
+def make_console(stderr: bool = False) -> Console:
+    """The rich Console every drl command prints through. On a terminal: the terminal's width.
+    Otherwise: ``$COLUMNS`` when set (a positive integer), else :data:`PLAIN_WIDTH` columns."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else PLAIN_WIDTH
+        console = Console(stderr=stderr, width=width)
+    return console
+
 
 class Logger:
     def __init__(
@@ -57,7 +74,7 @@ class Logger:
     ):
         self.run_dir = run_dir
         self.total_steps = total_steps
-        self.console = console or Console(stderr=False)
+        self.console = console or make_console()
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -155,8 +172,7 @@ class Logger:
                 )
 
     def line(self, text: str) -> None:
-        if self.mode == "none":
-            return
+        """Print one line (start line, notes, warnings): in every progress mode, ``none`` too."""
         if self._progress is not None:
             self._progress.console.print(text)
         else:
@@ -166,20 +182,28 @@ class Logger:
         self.last_eval = mean
         self.record("eval/mean_return", mean)
         self.record("eval/std_return", std)
-        self.line(f"eval @ {step}: mean return {mean:.2f} +- {std:.2f} over {n} episodes")
+        if self.mode != "none":  # progress output: what log.progress=none silences
+            self.line(f"eval @ {step}: mean return {mean:.2f} +- {std:.2f} over {n} episodes")
 
     # --- hparams ---------------------------------------------------------------------------
     def hparams(self, params: dict[str, Any]) -> None:
         """Log the run's hyperparameters for TensorBoard's HPARAMS tab, into this run's own
-        event file (SummaryWriter.add_hparams would open a separate sub-run)."""
+        event file (SummaryWriter.add_hparams would open a separate sub-run).
+
+        Only the session records are written, no experiment record: TensorBoard then builds the
+        experiment from all runs under its logdir, marks the keys whose values differ between
+        runs (``differs``) and lists those first — its HPARAMS table shows the first five by
+        default. A per-run experiment record (what ``add_hparams`` writes) would win instead,
+        with every key marked constant, sorted by name (activation, adam_eps, ...).
+        """
         if self.writer is None:
             return
         from torch.utils.tensorboard.summary import hparams as hp_summary
 
         metrics = {m: 0.0 for m in HPARAM_METRICS}
-        exp, ssi, sei = hp_summary(params, metrics)
+        _, ssi, sei = hp_summary(params, metrics)
         fw = self.writer._get_file_writer()
-        for summary in (exp, ssi, sei):
+        for summary in (ssi, sei):
             fw.add_summary(summary)
 
     def close(self, summary: dict[str, Any] | None = None) -> None:
@@ -190,7 +214,7 @@ class Logger:
             self.writer.flush()
             self.writer.close()
             self.writer = None
-        if summary and self.mode != "none":
+        if summary:  # also with log.progress=none: the one record of how the run ended
             table = Table(title="Run summary", show_header=False)
             for k, v in summary.items():
                 table.add_row(str(k), f"{v:.4g}" if isinstance(v, float) else str(v))

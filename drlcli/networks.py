@@ -73,37 +73,12 @@ def layer_init(layer: nn.Linear, gain: float, ortho: bool = True) -> nn.Linear:
     return layer
 
 
-class _SigmoidTanh(torch.autograd.Function):
-    """tanh(x) = 2 sigmoid(2x) - 1, with tanh's own one-op backward, 1 - y^2."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
-
-
-# Below this many elements the fixed cost of a Python autograd.Function outweighs the gain.
-_FAST_TANH_MIN_NUMEL = 4096
-
-
-def fast_tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh for CPU training batches. On the AVX-512 torch build we use, ``torch.tanh`` costs
-    ~3 ns per element, five times ``torch.sigmoid``; for a 256 x 64 minibatch the activations
-    were over half the forward pass. The sigmoid identity is exact to ~2e-7."""
-    if x.numel() < _FAST_TANH_MIN_NUMEL or x.device.type != "cpu":
-        return torch.tanh(x)
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _SigmoidTanh.apply(x)
-    return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
-
-
-ACT_FNS = {"tanh": fast_tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
+# torch.tanh itself. The sigmoid-identity ``fast_tanh`` that stood here until issue #18 did not
+# pay for its custom autograd.Function (benchmarks/bench_tricks.py, 2026-11-30, 2-vCPU machine
+# shared with other jobs): the op alone was 2-7x faster from 16k elements, but with it PPO's
+# update step took 1.09x torch.tanh's time at minibatch 64 (1.00x with the size threshold
+# raised so it stays off there), 0.93-0.94x at 256, and TRPO's Fisher-vector product 0.95-0.99x.
+ACT_FNS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
 
 
 class MLP(nn.Module):
@@ -158,62 +133,21 @@ def mlp(
     return MLP(in_dim, hidden, out_dim, activation, out_gain, ortho)
 
 
-class _StackedMLPFn(torch.autograd.Function):
-    """Forward and hand-written backward of a StackedMLP as one autograd node.
-
-    Autograd would record ~4 nodes per layer plus output slicing; for small layers the engine's
-    per-node cost is comparable to the matmuls. The backward is the textbook one:
-    dW_l = h_{l-1}^T g_l, db_l = sum_B g_l, g_{l-1} = act'(h_{l-1}) * (g_l W_l^T).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, mlp: StackedMLP, *params: torch.Tensor) -> Any:
-        h = x.unsqueeze(0).expand(mlp.k, *x.shape)
-        acts = [h]
-        for i, (w, b) in enumerate(mlp._wb):
-            h = torch.baddbmm(b, h, w)
-            if i < mlp.num_layers - 1:
-                h = mlp._act(h)
-                acts.append(h)
-        ctx.mlp = mlp
-        ctx.save_for_backward(*acts)
-        return tuple(h[i, :, :d].contiguous() for i, d in enumerate(mlp.out_dims))
-
-    @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor) -> Any:
-        mlp: StackedMLP = ctx.mlp
-        acts = ctx.saved_tensors
-        batch = acts[0].shape[1]
-        g = acts[0].new_zeros(mlp.k, batch, mlp.weights[-1].shape[-1])
-        for i, (gi, d) in enumerate(zip(grads, mlp.out_dims)):
-            if gi is not None:
-                g[i, :, :d] = gi
-        out: list[torch.Tensor | None] = [None] * (2 * mlp.num_layers)
-        grad_x = None
-        for layer in range(mlp.num_layers - 1, -1, -1):
-            w = mlp._wb[layer][0]
-            h_in = acts[layer]
-            out[2 * layer] = torch.bmm(h_in.transpose(1, 2), g)
-            out[2 * layer + 1] = g.sum(1, keepdim=True)
-            if layer > 0:
-                g = torch.bmm(g, w.transpose(1, 2))
-                if mlp.activation == "tanh":
-                    g = torch.ops.aten.tanh_backward(g, h_in)
-                else:
-                    g = torch.ops.aten.threshold_backward(g, h_in, 0)
-            elif ctx.needs_input_grad[0]:
-                # The input feeds every net (e.g. a critic's action input): sum over nets.
-                grad_x = torch.bmm(g, w.transpose(1, 2)).sum(0)
-        return (grad_x, None, *out)
-
-
 class StackedMLP(nn.Module):
     """``k`` independent MLPs with the same input and hidden sizes, evaluated together.
 
     Layer ``l`` of all nets is one (k, in, out) weight tensor and one ``baddbmm``: the separate
     actor and critic of PPO / A2C cost the ops of one network. Net ``i`` owns the first
     ``out_dims[i]`` output columns; padding columns start at zero, receive no gradient and so
-    stay zero. Mathematically identical to ``k`` separate MLPs with the same initialization.
+    stay zero. Mathematically identical to ``k`` separate MLPs with the same initialization,
+    first and second derivatives included (plain autograd).
+
+    Benchmark (``benchmarks/bench_tricks.py``, 2026-11-30, 2-vCPU machine shared with other
+    jobs, 1 thread, three runs): two separate MLPs instead take 1.06-1.10x the time of PPO's
+    update step at minibatch 64, 0.89-1.04x at 256, 0.87-0.97x of SAC's twin-critic step (a
+    small win for PPO's 64-unit layers only). ``torch.func.vmap`` over the stacked weights
+    takes 1.25-1.48x. The hand-written backward this class had until issue #18 gave wrong
+    Hessian-vector products without an error, and took 1.00-1.14x the time of autograd.
     """
 
     def __init__(
@@ -251,13 +185,11 @@ class StackedMLP(nn.Module):
         # Plain lists: iterating a ParameterList costs a string-index lookup per item.
         self._wb = list(zip(self.weights, self.biases))
         self._params = [p for wb in self._wb for p in wb]
-        self._fused_ok = activation in ("tanh", "relu")
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(B, in) -> one (B, out_dims[i]) tensor per net."""
-        if self._fused_ok and torch.is_grad_enabled() and self.weights[0].requires_grad:
-            return _StackedMLPFn.apply(x, self, *self._params)
+        """(B, in) -> one (B, out_dims[i]) tensor per net. Plain autograd: differentiable any
+        number of times (Hessian-vector products are right)."""
         h = x.unsqueeze(0).expand(self.k, *x.shape)
         for i, (w, b) in enumerate(self._wb):
             h = torch.baddbmm(b, h, w)
@@ -275,6 +207,9 @@ class StackedMLP(nn.Module):
         return h[:, : self.out_dims[i]]
 
 
+_Opt = TypeVar("_Opt", bound=torch.optim.Optimizer)
+
+
 class FlatParams:
     """Make every parameter a view into one flat tensor, and every gradient a view into one flat
     gradient buffer.
@@ -282,7 +217,19 @@ class FlatParams:
     The optimizer then sees a single tensor (one fused Adam kernel instead of one per layer), the
     global gradient norm is one reduction and clipping one multiply. Must be applied after the
     modules are moved to their device; ``load_state_dict`` keeps working since it copies in
-    place into the views.
+    place into the views, and module state dict keys do not change.
+
+    Build the optimizer with :meth:`optimizer`, never ``torch.optim.Adam([flat.param])``: the
+    natural ``opt.zero_grad()`` (``set_to_none=True``) on a plain optimizer drops the flat
+    gradient and ``step()`` then skips it -- training silently froze (issue #18). The optimizer
+    :meth:`optimizer` returns zeroes the buffer in place, and before every ``step`` it repairs
+    gradients that ``module.zero_grad()`` detached from the buffer.
+
+    Benchmark (``benchmarks/bench_tricks.py``, 2026-11-30, 2-vCPU machine shared with other
+    jobs, 1 thread, three runs): PPO's 64x64 actor-critic update step without FlatParams (fused
+    Adam over the 13 tensors, ``clip_grad_norm_``) takes 1.20-1.24x the time at minibatch 64,
+    1.14-1.17x at 256; SAC's twin 256x256 critic step 0.99-1.03x (compute-bound: no gain, kept
+    there for one-op Polyak updates and unchanged checkpoints).
     """
 
     def __init__(self, params: Sequence[nn.Parameter]):
@@ -290,21 +237,59 @@ class FlatParams:
         flat = torch.cat([p.detach().reshape(-1) for p in params])
         self.param = nn.Parameter(flat)
         self.grad = torch.zeros_like(flat)
+        self._grad_views: list[torch.Tensor] = []
         offset = 0
         for p in params:
             n = p.numel()
             p.data = self.param.data[offset : offset + n].view_as(p)
             # A pre-set .grad is accumulated into in place by autograd, so it stays a view.
-            p.grad = self.grad[offset : offset + n].view_as(p)
+            view = self.grad[offset : offset + n].view_as(p)
+            p.grad = view
+            self._grad_views.append(view)
             offset += n
         self.param.grad = self.grad
         self.params = params
 
+    def optimizer(self, cls: type[_Opt], **kwargs: Any) -> _Opt:
+        """``cls([self.param], **kwargs)`` (e.g. ``torch.optim.Adam``, ``lr=3e-4``), made safe
+        for the flat buffers: its ``zero_grad`` zeroes the flat gradient in place whatever
+        ``set_to_none`` says, and a step pre-hook first calls :meth:`sync` (gradients that
+        ``module.zero_grad()`` or ``p.grad = None`` cut loose are copied back into the buffer).
+        The instance's class is a subclass of ``cls``, so its state dict is ``cls``'s own
+        (checkpoints stay compatible). Not for copying (deepcopy / pickle): torch keeps neither
+        the hook nor the parameter views in a copy; build a new FlatParams and optimizer and
+        load the state dicts. Raises what ``cls`` raises for bad ``kwargs``."""
+        opt = _flat_optimizer_class(cls)([self.param], **kwargs)
+        opt._drl_flat = self  # type: ignore[attr-defined]
+        opt.register_step_pre_hook(_sync_flat)
+        return opt
+
     def zero_grad(self) -> None:
+        """Zero the flat gradient in place, reattaching any gradient view cut loose."""
         self.grad.zero_()
+        self.sync()
+
+    def sync(self) -> None:
+        """Make every parameter's ``.grad`` a view of the flat buffer again.
+
+        A parameter whose ``.grad`` was replaced (``module.zero_grad()`` sets it to None, after
+        which backward allocates a fresh tensor) has that tensor copied into its slice of the
+        buffer (zeros if None); ``self.param.grad`` is set back to the buffer. About 1 us when
+        nothing was cut loose (identity checks only).
+        """
+        for p, view in zip(self.params, self._grad_views, strict=True):
+            if p.grad is not view:
+                if p.grad is None:
+                    view.zero_()
+                else:
+                    view.copy_(p.grad)
+                p.grad = view
+        if self.param.grad is not self.grad:
+            self.param.grad = self.grad
 
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
         """Scale the gradient so its global L2 norm is at most ``max_norm``; returns the norm."""
+        self.sync()
         norm = torch.linalg.vector_norm(self.grad)
         self.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
         return norm
@@ -319,6 +304,28 @@ class FlatParams:
             and p.grad.untyped_storage().data_ptr() == gstore
             for p in self.params
         )
+
+
+_FLAT_OPTIMIZER_CLASSES: dict[type, type] = {}
+
+
+def _sync_flat(opt: Any, args: Any, kwargs: Any) -> None:
+    """Step pre-hook of the optimizers FlatParams.optimizer builds."""
+    opt._drl_flat.sync()
+
+
+def _flat_optimizer_class(cls: type[_Opt]) -> type[_Opt]:
+    """``cls`` with a ``zero_grad`` that zeroes a FlatParams buffer in place (one per class)."""
+    if cls not in _FLAT_OPTIMIZER_CLASSES:
+
+        def zero_grad(self: Any, set_to_none: bool = True) -> None:
+            # set_to_none=True would drop the flat gradient: the next step() skips a None grad.
+            self._drl_flat.zero_grad()
+
+        name = f"Flat{cls.__name__}"
+        sub = type(name, (cls,), {"zero_grad": zero_grad, "__module__": __name__})
+        _FLAT_OPTIMIZER_CLASSES[cls] = sub
+    return _FLAT_OPTIMIZER_CLASSES[cls]
 
 
 class CategoricalHead:
@@ -401,6 +408,197 @@ class GaussianHead:
         m1, s1 = self._split(new)
         var0, var1 = torch.exp(2 * s0), torch.exp(2 * s1)
         return (s1 - s0 + (var0 + (m0 - m1).pow(2)) / (2 * var1) - 0.5).sum(-1)
+
+
+# --- generalized state-dependent exploration (gSDE) -----------------------------------------
+#: Algorithms whose policies implement gSDE (``algo.use_sde``).
+SDE_ALGOS = ("sac", "ppo", "a2c")
+_SDE_EPS = 1e-6  # added to the state-dependent variance, as in Stable-Baselines3
+
+
+def sde_problems(cfg: Any) -> list[str]:
+    """Problems with a config's gSDE settings (``use_sde``, ``sde_sample_freq``), as phrases
+    for the caller's one-paragraph error. Empty for a config without gSDE fields or with
+    ``use_sde=false``. gSDE needs a stochastic Gaussian actor fed by a feed-forward network:
+    SAC, PPO (not its recurrent variant) and A2C. TD3 and DDPG explore with action noise around
+    a deterministic actor and have no learned std to make state-dependent (Stable-Baselines3
+    does not offer gSDE for them either); DQN's actions are discrete. Raises nothing.
+    """
+    if not getattr(cfg, "use_sde", False):
+        return []
+    name = str(getattr(cfg, "name", "?"))
+    problems = []
+    if name not in SDE_ALGOS or getattr(cfg, "recurrent", False):
+        recurrent = " with a recurrent policy" if getattr(cfg, "recurrent", False) else ""
+        what = f"algo={name}{recurrent}"
+        problems.append(
+            f"algo.use_sde=true (generalized state-dependent exploration) is not available for "
+            f"{what}: drlcli's gSDE covers only {', '.join(SDE_ALGOS)} (feed-forward Gaussian "
+            "policies, whose noise it makes a function of the state); TD3 and DDPG explore with "
+            "action noise around a deterministic actor (use algo.action_noise), DQN with "
+            "epsilon-greedy"
+        )
+    freq = getattr(cfg, "sde_sample_freq", -1)
+    if freq == 0 or freq < -1:
+        problems.append(
+            f"algo.sde_sample_freq must be -1 (new exploration matrices only at the start of "
+            f"each rollout / collection phase) or >= 1 (also every n env steps), got {freq}"
+        )
+    return problems
+
+
+def check_sde_action_space(cfg: Any, action_space: gym.Space) -> None:
+    """Raise DrlError when ``cfg.use_sde`` is set for an action space gSDE cannot draw noise
+    for (anything but a 1-D Box): exploration matrices map features to continuous actions."""
+    if getattr(cfg, "use_sde", False) and not (
+        isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+    ):
+        raise DrlError(
+            f"algo.use_sde=true (gSDE) draws continuous exploration noise, but this env's action "
+            f"space is {action_space}; set algo.use_sde=false (discrete policies explore by "
+            "sampling their categorical distribution)."
+        )
+
+
+class StateDependentNoise(nn.Module):
+    """gSDE's learned noise scale and its exploration matrices (Raffin et al. 2022, "Smooth
+    Exploration for Robotic Reinforcement Learning", CoRL 2021; Stable-Baselines3's
+    ``StateDependentNoiseDistribution``).
+
+    A policy's latent features z(s) (F,) -- its last hidden layer -- set the noise of the action:
+    eps(s) = z(s) @ theta_eps with an exploration matrix theta_eps (F, d) whose entries are drawn
+    from N(0, sigma_ij^2), sigma = exp(log_std) (or ``expln``, below). For a fixed state this is a
+    Gaussian with variance sum_j z_j(s)^2 sigma_ji^2 per action dim i, so the action
+    a = mu(s) + eps(s) has log-density log N(a; mu(s), sqrt(z(s)^2 @ sigma^2 + 1e-6)) (the
+    1e-6 as in SB3, keeping the density finite where all features are 0). Holding theta_eps
+    fixed over several steps makes the exploration smooth in time.
+
+    Shapes: ``log_std`` is a Parameter (F, d) (``full_std``) or (F, 1) (one sigma per feature,
+    broadcast over actions); ``matrices`` (num_envs, F, d) is a buffer, one matrix per env, so it
+    is saved with the module's state dict (checkpoints resume with the very same matrices);
+    ``steps_since`` counts vector steps since the matrices were drawn.
+
+    ``sample_freq``: -1 draws new matrices only when :meth:`resample` is called (the algorithms
+    call it at the start of each rollout / collection phase); n >= 1 also draws them after every
+    n steps of :meth:`noise` since the last draw. ``use_expln`` replaces exp by
+    expln(x) = exp(x) for x <= 0, log1p(x) + 1 above (from the paper, keeps sigma from
+    growing too fast). Raises DrlError for a non-positive size or a bad ``sample_freq``.
+    """
+
+    matrices: torch.Tensor
+    steps_since: torch.Tensor
+
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int,
+        num_envs: int,
+        log_std_init: float,
+        full_std: bool = True,
+        use_expln: bool = False,
+        sample_freq: int = -1,
+    ):
+        super().__init__()
+        if latent_dim < 1 or action_dim < 1 or num_envs < 1:
+            raise DrlError(
+                f"gSDE needs >= 1 latent feature, action dim and env (got {latent_dim}, "
+                f"{action_dim}, {num_envs})."
+            )
+        if sample_freq == 0 or sample_freq < -1:
+            raise DrlError(f"algo.sde_sample_freq must be -1 or >= 1, got {sample_freq}.")
+        self.latent_dim, self.action_dim, self.num_envs = latent_dim, action_dim, num_envs
+        self.full_std, self.use_expln, self.sample_freq = full_std, use_expln, sample_freq
+        cols = action_dim if full_std else 1
+        self.log_std = nn.Parameter(torch.full((latent_dim, cols), float(log_std_init)))
+        self.register_buffer("matrices", torch.zeros(num_envs, latent_dim, action_dim))
+        self.register_buffer("steps_since", torch.zeros((), dtype=torch.long))
+        self.resample()
+
+    def std(self) -> torch.Tensor:
+        """sigma (F, d) from ``log_std``: exp, or expln when ``use_expln``."""
+        log_std = self.log_std
+        if self.use_expln:
+            # exp below 0, log1p(x) + 1 above; the clamps keep the unused branch finite.
+            below = torch.exp(log_std.clamp(max=0.0))
+            above = torch.log1p(log_std.clamp(min=0.0)) + 1.0
+            sigma = torch.where(log_std <= 0, below, above)
+        else:
+            sigma = torch.exp(log_std)
+        return sigma.expand(self.latent_dim, self.action_dim)
+
+    def log_std_of(self, latent: torch.Tensor) -> torch.Tensor:
+        """The log std (B, d) of the action given latent features ``latent`` (B, F):
+        0.5 log(z^2 @ sigma^2 + 1e-6). Differentiable in ``log_std`` and in ``latent``
+        (callers that do not learn the features pass ``latent.detach()``)."""
+        var = latent.pow(2) @ self.std().pow(2)
+        return 0.5 * torch.log(var + _SDE_EPS)
+
+    @torch.no_grad()
+    def resample(self) -> None:
+        """Draw new exploration matrices (num_envs, F, d), one per env, from N(0, sigma^2);
+        uses torch's global RNG. Resets the step count."""
+        sigma = self.std().detach()
+        self.matrices.copy_(sigma * torch.randn_like(self.matrices))
+        self.steps_since.zero_()
+
+    @torch.no_grad()
+    def noise(self, latent: torch.Tensor) -> torch.Tensor:
+        """The exploration noise (num_envs, d) for one vector step, row i = latent[i] @
+        matrices[i], from latent features (num_envs, F). Counts the step; with
+        ``sample_freq`` n >= 1 first draws new matrices once n steps used the current ones.
+        Raises DrlError when the batch is not one row per env."""
+        if latent.shape[0] != self.num_envs:
+            raise DrlError(
+                f"gSDE exploration noise is drawn for one step of {self.num_envs} envs, got a "
+                f"batch of {latent.shape[0]} (use independent_noise for other batches)."
+            )
+        if self.sample_freq > 0 and int(self.steps_since) >= self.sample_freq:
+            self.resample()
+        self.steps_since.add_(1)
+        return torch.bmm(latent.unsqueeze(1), self.matrices).squeeze(1)
+
+    def training_matrix(self) -> torch.Tensor:
+        """One exploration matrix (F, d) = sigma * N(0, 1), differentiable in ``log_std``
+        (reparameterization): SAC draws one per gradient step for its whole batch, as SB3's
+        ``reset_noise()`` in ``SAC.train``."""
+        sigma = self.std()
+        return sigma * torch.randn_like(sigma)
+
+    @torch.no_grad()
+    def independent_noise(self, latent: torch.Tensor) -> torch.Tensor:
+        """Noise (B, d) with a fresh matrix per row of ``latent`` (B, F): one stochastic
+        action per state outside of collection (evaluation with deterministic=false), leaving
+        the collection matrices and their step count untouched."""
+        sigma = self.std()
+        mats = sigma * torch.randn(latent.shape[0], *sigma.shape, device=latent.device)
+        return torch.bmm(latent.unsqueeze(1), mats).squeeze(1)
+
+
+class SDEGaussianHead(GaussianHead):
+    """A Gaussian head whose std depends on the state through gSDE (StateDependentNoise).
+
+    Params are (mean (B, d), log_std (B, d), latent (B, F)): the log std is
+    ``noise.log_std_of(latent)``, so log_prob, entropy and KL are the diagonal Gaussian's of
+    GaussianHead with a per-sample std. Rollout samples (``sample_and_log_prob``, one row per
+    env) add the noise of the env's exploration matrix, latent @ theta_eps; ``sample`` (any
+    batch) draws a fresh matrix per row. The latent is detached by the policy (SB3's
+    ``learn_features=False`` for PPO / A2C): only the mean and sigma learn from the loss.
+    """
+
+    def __init__(self, dim: int, noise: StateDependentNoise):
+        super().__init__(dim)
+        self.noise = noise
+
+    @staticmethod
+    def _split(params: DistParams) -> tuple[torch.Tensor, torch.Tensor]:
+        return params[0], params[1]
+
+    def sample(self, params: DistParams) -> torch.Tensor:
+        return params[0] + self.noise.independent_noise(params[2])
+
+    def sample_and_log_prob(self, params: DistParams) -> tuple[torch.Tensor, torch.Tensor]:
+        action = params[0] + self.noise.noise(params[2])
+        return action, self.log_prob(params, action)
 
 
 def live_or_copy(log_std: torch.Tensor) -> torch.Tensor:
@@ -508,6 +706,15 @@ class ActorCritic(nn.Module):
     * ``separate``: two plain MLPs, for methods that optimize the actor's parameters on their
       own (TRPO's natural gradient, separate actor / critic optimizers);
     * ``shared=True``: one torso with an actor head and a critic head.
+
+    ``use_sde=True`` (Box actions) replaces the state-independent log std with gSDE
+    (StateDependentNoise, Raffin et al. 2022): the actor's last hidden layer (B, F) is the
+    latent the noise is built from, so a ``stacked`` layout becomes an actor torso
+    (in -> hidden, activation after every layer), a linear mean head and a separate critic MLP
+    (the same function as the stacked net, evaluated unbatched); shared / image torsos hand
+    their features over as they are. Distribution params are then (mean, log_std (B, d),
+    latent (B, F)) for SDEGaussianHead; ``num_envs`` sizes the per-env exploration matrices.
+    Raises DrlError for gSDE with discrete actions or the ``separate`` layout.
     """
 
     def __init__(
@@ -520,10 +727,22 @@ class ActorCritic(nn.Module):
         ortho_init: bool = True,
         log_std_init: float = 0.0,
         layout: str = "stacked",
+        use_sde: bool = False,
+        num_envs: int = 1,
+        sde_sample_freq: int = -1,
+        full_std: bool = True,
+        use_expln: bool = False,
     ):
         super().__init__()
         self.head: PolicyHead = make_head(action_space)
         self.continuous = isinstance(self.head, GaussianHead)
+        self.use_sde = use_sde
+        check_sde_action_space(self, action_space)
+        if use_sde and layout == "separate" and not (shared or is_image(observation_space)):
+            raise DrlError(
+                "algo.use_sde=true (gSDE) is implemented for the stacked and shared network "
+                "layouts (ppo, a2c, sac), not the separate one this algorithm uses."
+            )
         out = self.head.param_dim
         self.out_dim = out
         # Images: a whole-image Box, or images inside a Dict / Tuple (drlcli.spaces.EncodedBox).
@@ -553,6 +772,14 @@ class ActorCritic(nn.Module):
             in_dim = obs_dim(observation_space)
             self.actor = mlp(in_dim, hidden_sizes, out, activation, 0.01, ortho_init)
             self.critic = mlp(in_dim, hidden_sizes, 1, activation, 1.0, ortho_init)
+        elif self.layout == "stacked" and use_sde:
+            # gSDE needs the actor's last hidden layer: an unstacked actor torso + mean head.
+            self.layout = "sde"
+            in_dim = obs_dim(observation_space)
+            self.actor_torso = mlp(in_dim, hidden_sizes, None, activation, ortho=ortho_init)
+            last = self.actor_torso.out_features
+            self.actor_out = layer_init(nn.Linear(last, out), 0.01, ortho_init)
+            self.critic = mlp(in_dim, hidden_sizes, 1, activation, 1.0, ortho_init)
         elif self.layout == "stacked":
             in_dim = obs_dim(observation_space)
             # Separate actor (net 0, small output gain 0.01) and critic (net 1, gain 1).
@@ -561,7 +788,13 @@ class ActorCritic(nn.Module):
             )
         else:
             raise DrlError(f"Unknown network layout '{layout}': stacked, separate or shared.")
-        if self.continuous:
+        if use_sde:
+            latent_dim = self.actor_out.in_features
+            self.sde = StateDependentNoise(
+                latent_dim, out, num_envs, log_std_init, full_std, use_expln, sde_sample_freq
+            )
+            self.head = SDEGaussianHead(out, self.sde)
+        elif self.continuous:
             self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
 
     def actor_parameters(self) -> list[nn.Parameter]:
@@ -584,12 +817,34 @@ class ActorCritic(nn.Module):
     def _params(self, out: torch.Tensor) -> DistParams:
         return (out, live_or_copy(self.log_std)) if self.continuous else out
 
+    def _sde_params(self, latent: torch.Tensor) -> DistParams:
+        """(mean (B, d), log_std (B, d), latent (B, F)) from the actor's features; the latent
+        is detached (SB3's learn_features=False: the features learn from the mean only)."""
+        z = latent.detach()
+        return self.actor_out(latent), self.sde.log_std_of(z), z
+
+    def action_std(self, obs: torch.Tensor) -> float:
+        """Mean std of the action distribution over ``obs`` (B, ...), for logging."""
+        with torch.no_grad():
+            if self.use_sde:
+                return float(self.dist(obs)[1].exp().mean())
+            return float(self.log_std.exp().mean())
+
+    def reset_noise(self) -> None:
+        """gSDE: draw new exploration matrices (the start of a rollout); else nothing."""
+        if self.use_sde:
+            self.sde.resample()
+
     def dist_and_value(self, obs: torch.Tensor) -> tuple[DistParams, torch.Tensor]:
         """Policy parameters and state value (B,) in one pass."""
         x = self._flat(obs)
         if self.layout == "shared":
             h = self.torso(x)
+            if self.use_sde:
+                return self._sde_params(h), self.critic_out(h).squeeze(-1)
             return self._params(self.actor_out(h)), self.critic_out(h).squeeze(-1)
+        if self.layout == "sde":
+            return self._sde_params(self.actor_torso(x)), self.critic(x).squeeze(-1)
         if self.layout == "separate":
             return self._params(self.actor(x)), self.critic(x).squeeze(-1)
         actor_out, critic_out = self.nets(x)
@@ -598,7 +853,11 @@ class ActorCritic(nn.Module):
     def dist(self, obs: torch.Tensor) -> DistParams:
         x = self._flat(obs)
         if self.layout == "shared":
+            if self.use_sde:
+                return self._sde_params(self.torso(x))
             return self._params(self.actor_out(self.torso(x)))
+        if self.layout == "sde":
+            return self._sde_params(self.actor_torso(x))
         if self.layout == "separate":
             return self._params(self.actor(x))
         return self._params(self.nets.forward_one(x, 0))
@@ -607,7 +866,7 @@ class ActorCritic(nn.Module):
         x = self._flat(obs)
         if self.layout == "shared":
             return self.critic_out(self.torso(x)).squeeze(-1)
-        if self.layout == "separate":
+        if self.layout in ("separate", "sde"):
             return self.critic(x).squeeze(-1)
         return self.nets.forward_one(x, 1).squeeze(-1)
 

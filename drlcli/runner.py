@@ -11,6 +11,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,37 @@ class RunResult:
     sps: float  # env steps per second of the training loop
     solved_at_step: int | None = None
     interrupted_by: str | None = None  # SIGINT / SIGTERM when status is "interrupted"
+
+
+@dataclass
+class RunHooks:
+    """What a caller (the CLI, `drl tune`) adds to a run without changing what it learns.
+
+    ``algo_label`` / ``env_label``: the config choices (``ppo_gru``, ``cartpole_masked``) named
+    in the start line beside ``algo.name`` and ``env.id``. ``notes``: lines printed after the
+    start line (the tuned set applied and the values it changed).
+    ``on_eval(step, mean_return)``: called after every periodic evaluation (not the final one);
+    returning a reason string stops the run with status "pruned" (an Optuna pruner's verdict).
+    """
+
+    algo_label: str | None = None
+    env_label: str | None = None
+    notes: list[str] | None = None
+    on_eval: Callable[[int, float], str | None] | None = None
+
+
+def rollout_rounding(cfg: TrainConfig) -> tuple[int, int] | None:
+    """(steps per update, steps actually run) when ``total_timesteps`` is not a whole number of
+    fixed-size rollouts (PPO, A2C, AC, TRPO collect ``algo.num_steps x env.num_envs`` env steps
+    per update and the loop finishes the rollout it started); None when it divides evenly or
+    the algorithm's collection size varies (REINFORCE's whole episodes, A3C's learners)."""
+    num_steps = getattr(cfg.algo, "num_steps", None)
+    if num_steps is None or cfg.algo.name in ("reinforce", "a3c"):
+        return None
+    per_update = int(num_steps) * cfg.env.num_envs
+    if per_update <= 0 or cfg.total_timesteps % per_update == 0:
+        return None
+    return per_update, math.ceil(cfg.total_timesteps / per_update) * per_update
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -235,7 +267,9 @@ def load_resume_state(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
     return state
 
 
-def train(cfg: TrainConfig, run_dir: Path | str, command: str = "") -> RunResult:
+def train(
+    cfg: TrainConfig, run_dir: Path | str, command: str = "", hooks: RunHooks | None = None
+) -> RunResult:
     """Train ``cfg.algo`` on ``cfg.env`` for ``cfg.total_timesteps`` env steps (all envs
     together; on-policy methods round up to whole rollouts), writing TensorBoard events,
     checkpoints, result.json and the run files into ``run_dir``.
@@ -244,6 +278,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, command: str = "") -> RunResult
     run after the current iteration with a checkpoint (status "interrupted"). Raises DrlError
     for settings that cannot work, an incompatible env, a config that differs from the
     checkpoint's, or divergence (non-finite parameters; the bad state is not saved).
+    ``hooks`` (:class:`RunHooks`) adds start-line labels and an evaluation callback (pruning).
     """
     validate(cfg)
     run_dir = Path(run_dir)
@@ -260,7 +295,9 @@ def train(cfg: TrainConfig, run_dir: Path | str, command: str = "") -> RunResult
         algo = registry.build(cfg.algo, env_info_of(env), device)
         algo.set_budget(cfg.total_timesteps)
         collector = Collector(env, algo, asynchronous)
-        return _train_loop(cfg, run_dir, command, algo, collector, eval_env, resolved, resume_state)
+        return _train_loop(
+            cfg, run_dir, command, algo, collector, eval_env, resolved, resume_state, hooks
+        )
     finally:
         if algo is not None:
             algo.close()
@@ -367,10 +404,13 @@ def _train_loop(
     eval_env: VecEnv,
     resolved: Any,
     resume_state: dict[str, Any] | None = None,
+    hooks: RunHooks | None = None,
 ) -> RunResult:
     """collect -> update -> log -> (eval) -> (checkpoint) until the budget is spent, a target is
     reached or a signal asks to stop; then checkpoint, evaluate and report (see TrainingRun)."""
-    run = TrainingRun(cfg, run_dir, command, algo, collector, eval_env, resolved, resume_state)
+    run = TrainingRun(
+        cfg, run_dir, command, algo, collector, eval_env, resolved, resume_state, hooks
+    )
     with _Interrupt(cfg.checkpoint.stop_grace_s) as interrupt:
         try:
             run.start()
@@ -405,8 +445,10 @@ class TrainingRun:
         eval_env: VecEnv,
         resolved: Any,
         resume_state: dict[str, Any] | None,
+        hooks: RunHooks | None = None,
     ):
         self.cfg, self.run_dir, self.command = cfg, run_dir, command
+        self.hooks = hooks or RunHooks()
         self.algo, self.collector, self.env, self.eval_env = (
             algo,
             collector,
@@ -446,7 +488,7 @@ class TrainingRun:
         self.target = (
             cfg.eval.target_return if cfg.eval.target_return is not None else cfg.env.solved_return
         )
-        self.status = "finished"  # finished | solved | interrupted
+        self.status = "finished"  # finished | solved | pruned | interrupted
         self.solved_at: int | None = None
         self.eval_returns: list[float] = []
         self.last_eval_step = -1
@@ -483,11 +525,29 @@ class TrainingRun:
         if self.collector.asynchronous:  # A3C: the workers' envs, not env.num_envs
             algo_cfg: Any = cfg.algo
             envs = f"{algo_cfg.num_workers} learner processes x {algo_cfg.envs_per_worker} envs"
+        hooks = self.hooks
+        algo_s = cfg.algo.name
+        if hooks.algo_label and hooks.algo_label != cfg.algo.name:
+            algo_s = f"{hooks.algo_label} ({cfg.algo.name})"
+        env_s = cfg.env.id
+        if hooks.env_label:
+            env_s = f"{cfg.env.id} (env={hooks.env_label})"
         logger.line(
-            f"drl: training {cfg.algo.name} on {cfg.env.id} ({envs}, seed "
+            f"drl: training {algo_s} on {env_s} ({envs}, seed "
             f"{cfg.seed}) on {resolved.device} with {resolved.torch_threads} thread(s){workers} "
             f"-> {self.run_dir}"
         )
+        for note in hooks.notes or []:
+            logger.line(note)
+        rounding = rollout_rounding(cfg)
+        if rounding and not self.already_done:
+            per_update, runs = rounding
+            rollout_cfg: Any = cfg.algo
+            logger.line(
+                f"drl: total_timesteps={cfg.total_timesteps} rounds up to {runs} env steps: each "
+                f"update takes a whole rollout of algo.num_steps x env.num_envs = "
+                f"{rollout_cfg.num_steps} x {cfg.env.num_envs} = {per_update} steps"
+            )
         for line in getattr(self.algo, "summary_lines", list)():
             logger.line(line)
         if not env.has_time_limit:
@@ -593,6 +653,23 @@ class TrainingRun:
         self.record_evaluation(step)
         self.logger.dump(step)
         self.schedule["next_eval"] = step + cfg.eval.every
+        mean_eval = float(np.mean(self.eval_returns))
+        hooks = self.hooks
+        prune_reason = hooks.on_eval(step, mean_eval) if hooks.on_eval else None
+        if (
+            prune_reason is None
+            and cfg.eval.prune_below is not None
+            and step >= cfg.eval.prune_after
+            and mean_eval < cfg.eval.prune_below
+        ):
+            prune_reason = (
+                f"mean eval return {mean_eval:.2f} < eval.prune_below="
+                f"{cfg.eval.prune_below} at step {step}"
+            )
+        if prune_reason:
+            self.status = "pruned"
+            self.logger.line(f"drl: pruned at step {step}: {prune_reason}")
+            return False
         target = self.target
         if cfg.eval.early_stop and target is not None and np.mean(self.eval_returns) >= target:
             self.solved_at = step

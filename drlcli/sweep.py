@@ -49,17 +49,16 @@ def _job_num(name: str) -> int:
 
 
 def render_summary(rows: list[dict[str, Any]], title: str) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from drlcli.logger import make_console
 
     # Show what varies between jobs; what all of them share goes in the caption. Overrides are
     # not rich markup: `env.imports=[mypkg]` would lose its brackets.
     split = [escape(r["overrides"]).split() for r in rows]
     common = set.intersection(*(set(s) for s in split)) if split else set()
-    table = Table(
-        title=title, caption=("all jobs: " + " ".join(sorted(common))) if common else None
-    )
+    table = Table(title=title, title_justify="left")
     for col in ("#", "overrides", "status", "final eval return", "steps", "wall (s)"):
         table.add_column(
             col, justify="left" if col in ("overrides", "status") else "right", overflow="fold"
@@ -82,17 +81,14 @@ def render_summary(rows: list[dict[str, Any]], title: str) -> None:
             str(row.get("global_step") or "-"),
             f"{wall:.1f}" if isinstance(wall, float) else "-",
         )
-    Console().print(table)
+    console = make_console()
+    console.print(table)
+    if common:  # a line, not a caption: a caption wraps at the table's width
+        console.print("all jobs: " + " ".join(sorted(common)))
 
 
 class MultirunSummary(Callback):
     """Prints one row per job when a multirun ends: overrides, final eval, steps, time, status."""
-
-    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        # SQLite cannot create the folder of its database file; the sweeper opens it next.
-        storage = str(config.hydra.sweeper.get("storage") or "")
-        if storage.startswith("sqlite:///"):
-            Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -59,6 +59,12 @@ CASES: dict[str, list[str]] = {
     "sac_pendulum_tuned": ["algo=sac", "env=pendulum", "total_timesteps=20000"],
     "td3_pendulum_tuned": ["algo=td3", "env=pendulum", "total_timesteps=20000"],
     "ddpg_pendulum_tuned": ["algo=ddpg", "env=pendulum", "total_timesteps=20000"],
+    # The Zoo's gSDE set (issue #21); ~4.5 min per seed on one free core.
+    "sac_mountaincar_continuous_tuned": [
+        "algo=sac",
+        "env=mountaincar_continuous",
+        "total_timesteps=50000",
+    ],
     "ppo_gru_cartpole_masked": _cartpole("ppo_gru", 500_000, 400, env="cartpole_masked"),
     "a3c_cartpole": [*_cartpole("a3c", 500_000, 475), "algo.num_workers=2"],
 }

@@ -136,6 +136,28 @@ BAD_INPUTS = [
         ["algo=td3", "env=pendulum", "algo.action_noise=pink"],
         r"algo.action_noise must be normal or ou \(got 'pink'\)",
     ),
+    # gSDE (issue #21): SAC, PPO and A2C only, continuous actions, a valid resampling period.
+    (
+        ["algo=td3", "env=pendulum", "algo.use_sde=true"],
+        r"use_sde=true .*not available for algo=td3: .*only sac, ppo, a2c .*action_noise",
+    ),
+    (
+        ["algo=ddpg", "env=pendulum", "algo.use_sde=true"],
+        r"use_sde=true .*not available for algo=ddpg",
+    ),
+    (["algo=trpo", "env=pendulum", "algo.use_sde=true"], r"not available for algo=trpo"),
+    (
+        ["algo=ppo_lstm", "env=pendulum", "algo.use_sde=true"],
+        r"not available for algo=ppo with a recurrent policy",
+    ),
+    (
+        ["algo=ppo", "env=cartpole", "algo.use_sde=true"],
+        r"use_sde=true \(gSDE\) draws continuous exploration noise.*Discrete\(2\)",
+    ),
+    (
+        ["algo=sac", "env=pendulum", "algo.use_sde=true", "algo.sde_sample_freq=0"],
+        r"algo.sde_sample_freq must be -1 .* or >= 1 .*, got 0",
+    ),
 ]
 
 

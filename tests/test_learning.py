@@ -103,6 +103,9 @@ SLOW_CASES = [
     pytest.param("sac_pendulum_tuned", -250, id="sac_pendulum_20k"),
     pytest.param("td3_pendulum_tuned", -250, id="td3_pendulum_20k"),
     pytest.param("ddpg_pendulum_tuned", -250, id="ddpg_pendulum_20k"),
+    # gSDE (issue #21), the Zoo's set: seeds 1-3 final 95.2 / 94.3 / 95.2 at 50k, all >= 90
+    # from the 20k evaluation on (2026-11-30).
+    pytest.param("sac_mountaincar_continuous_tuned", 90, id="sac_gsde_mountaincar_continuous_50k"),
     # Recurrent PPO on CartPole without velocities: only memory can solve it.
     pytest.param("ppo_gru_cartpole_masked", 400, id="ppo_gru_masked_500k"),
     pytest.param("a3c_cartpole", 475, id="a3c_2_workers_500k"),

@@ -31,6 +31,7 @@ import stable_baselines3.sac.sac as sb3_sac_module
 import stable_baselines3.td3.td3 as sb3_td3_module
 from sb3_contrib import TRPO as SB3TRPO
 from sb3_contrib.common.utils import conjugate_gradient_solver
+from stable_baselines3 import A2C as SB3A2C
 from stable_baselines3 import DQN as SB3DQN
 from stable_baselines3 import PPO as SB3PPO
 from stable_baselines3 import SAC as SB3SAC
@@ -39,6 +40,7 @@ from stable_baselines3.common.buffers import NStepReplayBuffer
 from stable_baselines3.common.buffers import RolloutBuffer as SB3RolloutBuffer
 from stable_baselines3.common.distributions import (
     SquashedDiagGaussianDistribution,
+    StateDependentNoiseDistribution,
     kl_divergence,
 )
 from stable_baselines3.common.logger import Logger
@@ -48,6 +50,7 @@ import drlcli.algos.dqn as drl_dqn_module
 import drlcli.algos.sac as drl_sac_module
 import drlcli.algos.td3 as drl_td3_module
 from drlcli import registry
+from drlcli.algos.a2c import A2C
 from drlcli.algos.base import EnvInfo
 from drlcli.algos.dqn import DQN
 from drlcli.algos.onpolicy import rollout_gae
@@ -56,8 +59,14 @@ from drlcli.algos.sac import SAC, squashed_log_prob
 from drlcli.algos.td3 import TD3
 from drlcli.algos.trpo import TRPO, conjugate_gradient, fisher_vector_product
 from drlcli.buffers import ReplayBuffer, RolloutBuffer
-from drlcli.config import DQNConfig, PPOConfig, SACConfig, TD3Config, TRPOConfig
-from drlcli.networks import MLP, ActorCritic, StackedMLP
+from drlcli.config import A2CConfig, DQNConfig, PPOConfig, SACConfig, TD3Config, TRPOConfig
+from drlcli.networks import (
+    MLP,
+    ActorCritic,
+    SDEGaussianHead,
+    StackedMLP,
+    StateDependentNoise,
+)
 from drlcli.returns import discounted_returns
 
 CPU = torch.device("cpu")
@@ -438,6 +447,217 @@ def test_sac_step_matches_sb3_entropy_coefficient_and_twin_min_target(monkeypatc
     close(ours.calls[0][1], theirs.calls[0][1].squeeze(1), rtol=0, atol=1e-4)
     close(out["losses/critic_loss"], logged(model, "train/critic_loss"), rtol=1e-5, atol=1e-6)
     close(out["losses/actor_loss"], logged(model, "train/actor_loss"), rtol=1e-5, atol=2e-5)
+
+
+# --- gSDE (issue #21) ---------------------------------------------------------------------
+SDE_VARIANTS = pytest.mark.parametrize(
+    "full_std,use_expln",
+    [(True, False), (False, False), (True, True)],
+    ids=["full_std", "per_feature_std", "expln"],
+)
+
+
+@SDE_VARIANTS
+@pytest.mark.parametrize("squash", [False, True], ids=["gaussian", "squashed"])
+def test_gsde_noise_log_prob_and_entropy_match_sb3_distribution(full_std, use_expln, squash):
+    """StateDependentNoise + the Gaussian / squashed log-prob against SB3's
+    StateDependentNoiseDistribution on the same log std, features, means and per-env
+    exploration matrices: the std, the noise z @ theta_eps, the actions, their log-probs and (no
+    tanh) the entropy. SB3 inverts tanh with atanh and adds 1e-6 inside log(1 - tanh^2); drlcli
+    keeps u, so the squashed log-probs agree to ~1e-4 with |u| <= 2."""
+    n, feat, d = 5, 7, 3
+    g = torch.Generator().manual_seed(21)
+    ours = StateDependentNoise(feat, d, n, -0.5, full_std, use_expln)
+    with torch.no_grad():
+        ours.log_std.copy_(torch.randn(ours.log_std.shape, generator=g) * 0.8)
+    theirs = StateDependentNoiseDistribution(
+        d, full_std=full_std, use_expln=use_expln, squash_output=squash
+    )
+    _, their_log_std = theirs.proba_distribution_net(feat, log_std_init=0.0)
+    their_log_std.data.copy_(ours.log_std.detach())
+    close(ours.std(), theirs.get_std(their_log_std))
+
+    latent = torch.randn(n, feat, generator=g) * 0.7
+    latent[0] = 0.0  # all features off (dead ReLUs): the density stays finite through the 1e-6
+    mean = torch.randn(n, d, generator=g) * 0.3
+    ours.resample()
+    theirs.sample_weights(their_log_std, batch_size=n)
+    theirs.exploration_matrices = ours.matrices.clone()
+    theirs.proba_distribution(mean, their_log_std, latent)
+
+    u = mean + ours.noise(latent)
+    close(u, mean + theirs.get_noise(latent))
+    log_std = ours.log_std_of(latent)
+    close(log_std.exp(), theirs.distribution.stddev)
+    if squash:
+        u = u.clamp(-2.0, 2.0)
+        close(squashed_log_prob(u, mean, log_std), theirs.log_prob(torch.tanh(u)), atol=2e-4)
+        assert theirs.entropy() is None  # no closed form; SAC uses -log pi
+    else:
+        head = SDEGaussianHead(d, ours)
+        params = (mean, log_std, latent)
+        close(head.log_prob(params, u), theirs.log_prob(u), atol=1e-5)
+        close(head.entropy(params), theirs.entropy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("algo_cls", [PPO, A2C], ids=["ppo", "a2c"])
+@SDE_VARIANTS
+def test_gsde_actor_critic_matches_sb3_policy(algo_cls, full_std, use_expln):
+    """PPO's / A2C's gSDE policy against SB3's ActorCriticPolicy with use_sde, same weights: the
+    latent is the policy MLP's last hidden layer, the rollout actions (per-env matrices), their
+    log-probs and values as SB3's forward gives them; evaluate_actions' log-probs, entropy and
+    values on a batch of other actions."""
+    n, h = 4, 16
+    sb3_cls, extra = (SB3PPO, {"batch_size": 8}) if algo_cls is PPO else (SB3A2C, {})
+    model = sb3_cls(
+        "MlpPolicy",
+        SpacesOnly(OBS, BOX),
+        use_sde=True,
+        n_steps=8,
+        **extra,
+        policy_kwargs={
+            "net_arch": {"pi": [h, h], "vf": [h, h]},
+            "log_std_init": -0.7,
+            "full_std": full_std,
+            "use_expln": use_expln,
+        },
+        device="cpu",
+    )
+    cfg_cls = PPOConfig if algo_cls is PPO else A2CConfig
+    cfg = cfg_cls(
+        hidden_sizes=[h, h], use_sde=True, log_std_init=-0.7, full_std=full_std, use_expln=use_expln
+    )
+    algo = algo_cls(cfg, EnvInfo(OBS, BOX, n), CPU)
+    pol, sb3 = algo.policy, model.policy
+    assert pol.layout == "sde"
+    ext = sb3.mlp_extractor
+    copy_mlp(pol.actor_torso, linears(ext.policy_net))
+    copy_mlp(pol.critic, [*linears(ext.value_net), sb3.value_net])
+    with torch.no_grad():
+        pol.actor_out.weight.copy_(sb3.action_net.weight)
+        pol.actor_out.bias.copy_(sb3.action_net.bias)
+        spread = torch.linspace(-0.3, 0.3, sb3.log_std.numel()).view_as(sb3.log_std)
+        sb3.log_std.add_(spread)  # per-entry stds, so a transposed or summed sigma shows
+        pol.sde.log_std.copy_(sb3.log_std)
+
+    g = torch.Generator().manual_seed(5)
+    obs = torch.randn(n, 3, generator=g)
+    pol.reset_noise()
+    sb3.reset_noise(n)
+    sb3.action_dist.exploration_matrices = pol.sde.matrices.clone()
+    with torch.no_grad():
+        params, value = pol.dist_and_value(obs)
+        action, logp = pol.head.sample_and_log_prob(params)
+        their_action, their_value, their_logp = sb3(obs)
+    close(action, their_action)
+    close(logp, their_logp, atol=1e-5)
+    close(value, their_value.squeeze(-1))
+
+    b = 64
+    obs = torch.randn(b, 3, generator=g)
+    actions = torch.randn(b, 2, generator=g)
+    params, value = pol.dist_and_value(obs)
+    their_value, their_logp, their_entropy = sb3.evaluate_actions(obs, actions)
+    close(pol.head.log_prob(params, actions), their_logp, atol=1e-5)
+    close(pol.head.entropy(params), their_entropy, atol=1e-5)
+    close(value, their_value.squeeze(-1))
+    # The loss teaches the std through log_std only: the latent is detached (SB3's
+    # learn_features=False), so the torso's gradient comes from the mean alone.
+    pol.head.log_prob(params, actions).sum().backward()
+    sb3.evaluate_actions(obs, actions)[1].sum().backward()
+    close(pol.sde.log_std.grad, sb3.log_std.grad, atol=1e-4)
+    close(
+        pol.actor_torso._linears[0].weight.grad, linears(ext.policy_net)[0].weight.grad, atol=1e-4
+    )
+
+
+def test_sac_gsde_step_matches_sb3(monkeypatch):
+    """SAC with use_sde, one gradient step of each on the same weights, batch and torch seed:
+    one exploration matrix for the step (drawn first, with the reparameterization gradient to
+    log_std), the soft target, the critic and actor losses and the actor's gradient w.r.t. the
+    per-feature log std; and the collection actions with per-env matrices."""
+    b, gamma, lr, h = 64, 0.9, 1e-3, 16
+    model = quiet(
+        SB3SAC(
+            "MlpPolicy",
+            SpacesOnly(OBS, BOX),
+            use_sde=True,
+            policy_kwargs={"net_arch": [h, h], "log_std_init": -1.5},
+            learning_rate=lr,
+            ent_coef=0.1,
+            gamma=gamma,
+            batch_size=b,
+            learning_starts=0,
+            device="cpu",
+        )
+    )
+    perturb(model.critic_target, 0.2, seed=3)
+    cfg = SACConfig(
+        hidden_sizes=[h, h],
+        buffer_size=256,
+        batch_size=b,
+        learning_rate=lr,
+        ent_coef="0.1",
+        gamma=gamma,
+        use_sde=True,
+        log_std_init=-1.5,
+    )
+    n_envs = 3
+    algo = SAC(cfg, EnvInfo(OBS, BOX, n_envs), CPU)
+    actor = model.actor
+    with torch.no_grad():
+        copy_mlp(algo.actor.latent, linears(actor.latent_pi))
+        (mu,) = linears(actor.mu)
+        algo.actor.mu.weight.copy_(mu.weight)
+        algo.actor.mu.bias.copy_(mu.bias)
+        algo.actor.sde.log_std.copy_(actor.log_std)
+    for i in range(2):
+        copy_stacked(algo.critics, i, linears(getattr(model.critic, f"qf{i}")))
+        copy_stacked(algo.critics_target, i, linears(getattr(model.critic_target, f"qf{i}")))
+
+    g = torch.Generator().manual_seed(4)
+    # Scaled so the means reach SB3's clip_mean (2.0) for some rows.
+    batch = {
+        "obs": 4 * torch.randn(b, 3, generator=g),
+        "actions": torch.rand(b, 2, generator=g) * 2 - 1,
+        "next_obs": torch.randn(b, 3, generator=g),
+        "rewards": torch.randn(b, generator=g),
+        "terminated": torch.rand(b, generator=g) < 0.2,
+        "discounts": torch.full((b,), gamma),
+    }
+    # Collection: the same per-env matrices give the same actions, deterministic ones too.
+    obs = batch["obs"][:n_envs]
+    actor.reset_noise(n_envs)
+    actor.action_dist.exploration_matrices = algo.actor.sde.matrices.clone()
+    with torch.no_grad():
+        close(algo.actor.explore(obs), actor(obs), atol=1e-6)
+        close(algo.actor.mean_action(batch["obs"]), actor(batch["obs"], deterministic=True))
+
+    model.replay_buffer = OneBatch(
+        ReplayBufferSamples(
+            batch["obs"],
+            batch["actions"],
+            batch["next_obs"],
+            batch["terminated"].float()[:, None],
+            batch["rewards"][:, None],
+        )
+    )
+    theirs = intercept(monkeypatch, sb3_sac_module, "mse_loss")
+    ours = intercept(monkeypatch, drl_sac_module, "mse_loss")
+    feed(monkeypatch, algo, batch)
+    torch.manual_seed(11)  # SB3's reset_noise() draws its step matrix first, as drlcli does
+    model.train(gradient_steps=1, batch_size=b)
+    torch.manual_seed(11)
+    out = algo.learn(1)
+
+    close(ours.calls[0][1], theirs.calls[0][1].squeeze(1), rtol=0, atol=2e-4)
+    close(out["losses/critic_loss"], logged(model, "train/critic_loss"), rtol=1e-5, atol=1e-5)
+    close(out["losses/actor_loss"], logged(model, "train/actor_loss"), rtol=1e-4, atol=1e-4)
+    close(algo.actor.sde.log_std.grad, actor.log_std.grad, rtol=1e-3, atol=1e-4)
+    close(algo.actor.mu.weight.grad, mu.weight.grad, rtol=1e-3, atol=1e-4)
+    # SB3's SAC learns the features through the noise and the std (learn_features=True).
+    first = linears(actor.latent_pi)[0]
+    close(algo.actor.latent._linears[0].weight.grad, first.weight.grad, rtol=1e-3, atol=1e-4)
 
 
 # --- TD3 ----------------------------------------------------------------------------------

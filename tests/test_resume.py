@@ -114,6 +114,13 @@ RUNS = {
     "ppo_gru": (["algo=ppo_gru", "algo.minibatch_size=128", *COMMON], STEPS),
     "ppo_kl": (["algo=ppo_kl", *COMMON], STEPS),
     "trpo": (["algo=trpo", *COMMON], STEPS),
+    # gSDE (issue #21): the exploration matrices and their step count are checkpointed; with
+    # sde_sample_freq they are also redrawn inside collection phases.
+    "sac_sde": ([*SAC_ARGS, "algo.use_sde=true", "algo.sde_sample_freq=4"], 3000),
+    "ppo_sde": (
+        ["env=pendulum", "algo.use_sde=true", "algo.sde_sample_freq=8", *COMMON],
+        STEPS,
+    ),
 }
 
 
@@ -174,6 +181,8 @@ def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path, algo)
     tags = {
         "ppo": ("charts/learning_rate", "losses/value_loss", "eval/mean_return"),
         "sac": ("losses/critic_loss", "losses/alpha", "eval/mean_return"),
+        "sac_sde": ("losses/critic_loss", "losses/entropy", "eval/mean_return"),
+        "ppo_sde": ("charts/action_std", "losses/value_loss", "eval/mean_return"),
         "dqn_pong": ("losses/td_loss", "charts/epsilon", "eval/mean_return"),
         "ppo_kl": ("charts/kl_beta", "losses/kl", "eval/mean_return"),
         "trpo": ("losses/kl", "charts/line_search_backtracks", "eval/mean_return"),

@@ -1,10 +1,11 @@
-"""Multirun summary and failure handling, Optuna search, drl compare, drl eval, HPARAMS and a
-real TensorBoard server reading the runs back."""
+"""Multirun summary and failure handling, drl compare, drl eval, HPARAMS and a real
+TensorBoard server reading the runs back (Optuna search: tests/test_tune.py)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -51,7 +52,8 @@ def multirun(tmp_path_factory):
             f"hydra.sweep.dir={root / 'sweep'}",
         ],
         root,
-        None,
+        # Output to a pipe, no COLUMNS (pytest sets it to 80 for child processes): 400 columns.
+        {k: v for k, v in os.environ.items() if k != "COLUMNS"},
     )
     assert out.returncode == 0, out.stdout + out.stderr
     return root / "sweep", out.stdout
@@ -71,9 +73,19 @@ def test_multirun_writes_four_runs_and_a_summary(multirun):
     sweep, stdout = multirun
     jobs = job_dirs(sweep)
     assert len(jobs) == 4
-    # Job directories say what differs: algo, env and the swept values.
-    named = [j.name for j in jobs if "_ppo_cartpole_" in j.name]
-    assert any("algo.learning_rate=0.0003" in n and "seed=2" in n for n in named), named
+    # Job directories (TensorBoard's run names) say what differs: algo, env and the swept
+    # values in full; the settings every job shares stay out.
+    assert sorted(j.name for j in jobs) == [
+        "0_ppo_cartpole_algo.learning_rate=0.001,seed=1",
+        "1_ppo_cartpole_algo.learning_rate=0.0003,seed=1",
+        "2_ppo_cartpole_algo.learning_rate=0.001,seed=2",
+        "3_ppo_cartpole_algo.learning_rate=0.0003,seed=2",
+    ]
+    # What every job shares: one line, not cut at 80 columns.
+    assert (
+        "\nall jobs: checkpoint.every=0 env.max_episode_steps=100 eval.episodes=3 eval.every=1024 "
+        "log.progress=plain total_timesteps=2048\n" in stdout
+    )
     assert "drl multirun summary" in stdout
     rows = json.loads((sweep / "summary.json").read_text())
     assert [r["status"] for r in rows] == ["finished"] * 4
@@ -92,9 +104,9 @@ def test_hparams_have_one_schema_across_the_sweep(multirun):
         hp = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
         schemas.append(sorted(hp.keys()))
         rates.add(hp["algo.learning_rate"].number_value)
-        exp = acc.SummaryMetadata("_hparams_/experiment").plugin_data.content
-        metrics = plugin_data_pb2.HParamsPluginData.FromString(exp).experiment.metric_infos
-        assert "eval/mean_return" in {m.name.tag for m in metrics}
+        # No per-run experiment record: TensorBoard builds it from all runs and so knows which
+        # keys differ (see test_tensorboard_server_serves_the_runs).
+        assert "_hparams_/experiment" not in acc.Tags()["tensors"]
     assert all(s == schemas[0] for s in schemas) and "seed" in schemas[0]
     assert rates == {0.001, 0.0003}
 
@@ -120,6 +132,44 @@ def test_compare_writes_png_and_tables_matching_events(multirun, drl, tmp_path):
         assert float(row["ci_low"]) <= float(row["mean"]) <= float(row["ci_high"])
     md = (tmp_path / "compare.md").read_text()
     assert "| algo.learning_rate=0.001 | 2 |" in md
+    # Two seeds per group: every group is flagged, on stderr and under the table.
+    assert "Warning: under 5 runs in" in md
+    for lr in ("0.001", "0.0003"):
+        assert (
+            f"drl: warning: group 'algo.learning_rate={lr}' has 2 run(s): its 95% bootstrap CI "
+            "is unreliable under 5 seeds" in out.stderr
+        )
+
+
+def test_compare_plot_has_target_markers_zero_origin_and_labels(multirun):
+    from drlcli.compare import group_runs, load_runs, plot_curves
+
+    sweep, _ = multirun
+    runs, _ = load_runs([sweep], "eval/mean_return")
+    fig = plot_curves(group_runs(runs), "eval/mean_return", target=50.0)
+    ax = fig.axes[0]
+    assert ax.get_xlim()[0] == 0
+    assert ax.get_ylabel() == "mean evaluation return"
+    assert ax.get_xlabel() == "environment steps"
+    assert "CI unreliable" in ax.get_title()
+    target = [ln for ln in ax.get_lines() if ln.get_label() == "target 50"]
+    assert len(target) == 1 and list(target[0].get_ydata()) == [50.0, 50.0]
+    marked = [ln for ln in ax.get_lines() if ln.get_marker() not in ("None", None, "")]
+    assert len(marked) == 2  # one marker series per group, at the logged evaluation steps
+    assert all(set(ln.get_xdata()) <= {1024.0, 2048.0} for ln in marked)
+
+
+def test_compare_without_warnings_for_five_seeds():
+    from drlcli.compare import markdown_table, small_group_warnings
+
+    rows = [
+        {"group": "a", "runs": 5, "mean": 1.0, "iqm": 1.0, "ci_low": 0.5, "ci_high": 1.5},
+        {"group": "b", "runs": 4, "mean": 1.0, "iqm": 1.0, "ci_low": 0.5, "ci_high": 1.5},
+    ]
+    warnings = small_group_warnings(rows)
+    assert len(warnings) == 1 and warnings[0].startswith("group 'b' has 4 run(s)")
+    assert "Warning: under 5 runs in b:" in markdown_table(rows, "eval/mean_return")
+    assert small_group_warnings(rows[:1]) == []
 
 
 def test_tensorboard_server_serves_the_runs(multirun):
@@ -151,6 +201,21 @@ def test_tensorboard_server_serves_the_runs(multirun):
             assert {"charts/episodic_return", "eval/mean_return", "losses/approx_kl"} <= set(
                 tags[r]
             )
+        # The HPARAMS experiment as the dashboard requests it: the swept keys come first, marked
+        # as differing (the dashboard shows the first five columns by default).
+        request = urllib.request.Request(
+            f"{base}/plugin/hparams/experiment",
+            data=json.dumps({"experimentName": ""}).encode(),
+            headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"},
+        )
+        experiment = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        infos = experiment["hparamInfos"]
+        assert len(infos) > 40
+        assert {i["name"] for i in infos[:2]} == {"algo.learning_rate", "seed"}, infos[:5]
+        assert all(i.get("differs") for i in infos[:2])
+        assert not any(i.get("differs") for i in infos[2:])
+        metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+        assert "eval/mean_return" in metrics
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -197,42 +262,6 @@ def test_on_error_stop_stops_the_sweep(drl, tmp_path):
     assert result["status"] == "failed"
 
 
-def test_optuna_search_returns_objectives_and_resumes_its_study(drl, tmp_path):
-    import optuna
-
-    db = tmp_path / "study.db"
-    args = [
-        drl,
-        "train",
-        "-m",
-        "search=ppo_cartpole",
-        *TINY,
-        "eval.prune_after=1024",
-        f"hydra.sweeper.storage=sqlite:///{db}",
-        "hydra.sweeper.study_name=test",
-    ]
-    out = run(
-        [*args, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={tmp_path / 'a'}"], tmp_path, None
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    best = yaml.safe_load((tmp_path / "a" / "optimization_results.yaml").read_text())
-    assert isinstance(best["best_value"], float) and "algo.learning_rate" in best["best_params"]
-    study = optuna.load_study(study_name="test", storage=f"sqlite:///{db}")
-    values = [t.value for t in study.trials]
-    assert len(values) == 3 and all(v is not None for v in values)
-    # The trial objectives are the runs' final mean eval returns.
-    finals = sorted(
-        json.loads(p.read_text())["eval_mean_return"]
-        for p in (tmp_path / "a").glob("*/result.json")
-    )
-    assert sorted(values) == pytest.approx(finals)
-    out = run(
-        [*args, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path / 'b'}"], tmp_path, None
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert len(optuna.load_study(study_name="test", storage=f"sqlite:///{db}").trials) == 5
-
-
 def test_eval_reproduces_the_final_training_evaluation(drl, tmp_path):
     out = run(
         [drl, "train", *TINY, "total_timesteps=4096", f"hydra.run.dir={tmp_path / 'r'}"],
@@ -241,8 +270,11 @@ def test_eval_reproduces_the_final_training_evaluation(drl, tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     trained = json.loads((tmp_path / "r" / "result.json").read_text())
-    out = run([drl, "eval", str(tmp_path / "r"), "--video"], tmp_path, None)
+    # Headless, as on a cluster node: no display, no XDG_RUNTIME_DIR, and no SDL complaint.
+    headless = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "XDG_RUNTIME_DIR")}
+    out = run([drl, "eval", str(tmp_path / "r"), "--video"], tmp_path, headless)
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "XDG_RUNTIME_DIR" not in out.stderr + out.stdout
     report = json.loads((tmp_path / "r" / f"eval_step{trained['global_step']}.json").read_text())
     assert report["mean_return"] == pytest.approx(trained["eval_mean_return"])
     assert report["episodes"] == 3 and report["deterministic"]

@@ -45,11 +45,11 @@ class A2C(OnPolicy):
         self.flat = FlatParams(list(self.policy.parameters()))
         opt: torch.optim.Optimizer
         if cfg.optimizer == "rmsprop":
-            opt = torch.optim.RMSprop(
-                [self.flat.param], lr=cfg.learning_rate, alpha=cfg.rms_alpha, eps=cfg.rms_eps
+            opt = self.flat.optimizer(
+                torch.optim.RMSprop, lr=cfg.learning_rate, alpha=cfg.rms_alpha, eps=cfg.rms_eps
             )
         else:
-            opt = torch.optim.Adam([self.flat.param], lr=cfg.learning_rate, eps=cfg.adam_eps)
+            opt = self.flat.optimizer(torch.optim.Adam, lr=cfg.learning_rate, eps=cfg.adam_eps)
         return {"optimizer": opt}
 
     def update(self, progress: float) -> dict[str, float]:

@@ -141,8 +141,10 @@ class Algorithm(ABC):
     step until ``observe`` returns True, then ``end_collect``; the runner then calls ``update``
     (learn from what was stored), until the step budget is spent. ``predict`` serves evaluation.
 
-    The collector runs ``begin_collect`` .. ``end_collect`` under ``torch.inference_mode()``:
-    tensors made there are inference tensors (autograd refuses them loudly; clone to train).
+    The collector runs ``begin_collect`` .. ``end_collect`` under ``torch.no_grad()``, not
+    inference mode: state an algorithm keeps from acting (recurrent states, gSDE exploration
+    matrices, batches) stays a normal tensor that later updates and checkpoint loads may
+    modify in place.
     """
 
     def __init__(self, cfg: Any, env_info: EnvInfo, device: torch.device):

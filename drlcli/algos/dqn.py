@@ -125,7 +125,7 @@ class DQN(OffPolicy):
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.flat = FlatParams(list(self.q.parameters()))
         self.flat_target = FlatParams(list(self.q_target.parameters()))
-        self.optimizer = torch.optim.Adam([self.flat.param], lr=cfg.learning_rate, fused=True)
+        self.optimizer = self.flat.optimizer(torch.optim.Adam, lr=cfg.learning_rate, fused=True)
         self.masks = env_info.action_masks
         self._act_mask: np.ndarray | None = None  # the masks of the observations being acted on
         self.replay = self.make_replay(

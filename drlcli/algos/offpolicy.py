@@ -15,7 +15,7 @@ from drlcli.algos.base import Algorithm, EnvInfo, VectorStep
 from drlcli.buffers import PrioritizedReplayBuffer, ReplayBuffer
 from drlcli.config import OffPolicyConfig
 from drlcli.errors import DrlError
-from drlcli.networks import is_image, obs_dim, snapshot
+from drlcli.networks import is_image, obs_dim, sde_problems, snapshot
 from drlcli.spaces import image_parts
 
 
@@ -55,6 +55,7 @@ def offpolicy_problems(cfg: OffPolicyConfig, num_envs: int) -> list[str]:
         problems.append(f"algo.tau must lie in (0, 1] (got {cfg.tau})")
     if not 0 <= cfg.gamma <= 1:
         problems.append(f"algo.gamma must lie in [0, 1] (got {cfg.gamma})")
+    problems += sde_problems(cfg)
     return problems
 
 

@@ -16,7 +16,7 @@ from drlcli.algos.base import Algorithm, EnvInfo, VectorStep, to_env_actions
 from drlcli.buffers import RolloutBuffer
 from drlcli.config import OnPolicyConfig
 from drlcli.errors import DrlError
-from drlcli.networks import ActorCritic, snapshot
+from drlcli.networks import ActorCritic, sde_problems, snapshot
 from drlcli.returns import gae
 from drlcli.spaces import mask_dim, mask_logits
 
@@ -35,7 +35,7 @@ def common_problems(cfg: OnPolicyConfig) -> list[str]:
         value = getattr(cfg, key, None)
         if value is not None and value <= 0:
             problems.append(f"algo.{key} must be > 0 (got {value})")
-    return problems
+    return problems + sde_problems(cfg)
 
 
 def build_actor_critic(cfg: OnPolicyConfig, info: EnvInfo, layout: str) -> ActorCritic:
@@ -53,6 +53,11 @@ def build_actor_critic(cfg: OnPolicyConfig, info: EnvInfo, layout: str) -> Actor
         cfg.ortho_init,
         cfg.log_std_init,
         layout=layout,
+        use_sde=cfg.use_sde,
+        num_envs=info.num_envs,
+        sde_sample_freq=cfg.sde_sample_freq,
+        full_std=cfg.full_std,
+        use_expln=cfg.use_expln,
     )
 
 
@@ -172,6 +177,9 @@ class OnPolicy(Algorithm):
         assert self.buffer is not None
         self.buffer.final_values.zero_()
         self.t = 0
+        # gSDE: new exploration matrices at the start of every rollout (SB3's
+        # OnPolicyAlgorithm.collect_rollouts); sde_sample_freq n >= 1 also every n steps.
+        self.policy.reset_noise()
 
     def act(self, obs: np.ndarray, global_step: int) -> np.ndarray:
         assert self.buffer is not None
@@ -250,7 +258,7 @@ class OnPolicy(Algorithm):
                 params = self.masked(params)  # the rollout's own observations
             out["losses/entropy"] = float(self.policy.head.entropy(params).mean())
             if self.policy.continuous:
-                out["charts/action_std"] = float(self.policy.log_std.exp().mean())
+                out["charts/action_std"] = self.policy.action_std(obs)
         return out
 
     # --- checkpointing -------------------------------------------------------------------

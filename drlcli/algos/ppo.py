@@ -109,8 +109,8 @@ class PPO(OnPolicy):
         # so Adam is one fused kernel and the gradient-norm clip two ops.
         self.flat = FlatParams(list(self.policy.parameters()))
         fused = self.device.type in ("cpu", "cuda")
-        adam = torch.optim.Adam(
-            [self.flat.param], lr=self.cfg.learning_rate, eps=self.cfg.adam_eps, fused=fused
+        adam = self.flat.optimizer(
+            torch.optim.Adam, lr=self.cfg.learning_rate, eps=self.cfg.adam_eps, fused=fused
         )
         return {"optimizer": adam}
 
@@ -244,9 +244,10 @@ class PPO(OnPolicy):
 
 
 def _index(params: DistParams, idx: torch.Tensor) -> DistParams:
+    """Rows ``idx`` of per-sample distribution params; a state-independent log std (d,) is
+    shared by all rows, gSDE's per-sample log std (B, d) and latent (B, F) are indexed."""
     if isinstance(params, tuple):
-        mean, log_std = params
-        return mean[idx], log_std
+        return tuple(p[idx] if p.dim() > 1 else p for p in params)
     return params[idx]
 
 

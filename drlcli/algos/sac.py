@@ -4,6 +4,13 @@ Squashed Gaussian actor a = tanh(u), u ~ N(mu(s), sigma(s)), with the change-of-
 correction log pi(a|s) = log N(u) - sum log(1 - tanh(u)^2); twin critics with the min target
 y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')); the temperature
 alpha tuned so the policy entropy tracks -|A| (or fixed).
+
+``use_sde=true``: generalized state-dependent exploration (Raffin et al. 2022, as SB3's SAC with
+``use_sde``): u = mu(s) + z(s) @ theta_eps, the noise a linear function of the actor's last
+hidden layer z(s) through exploration matrices theta_eps ~ N(0, sigma^2) (one per env while
+collecting, drawn anew at the start of every collection phase and, with ``sde_sample_freq`` n,
+every n steps; one per gradient step while learning), log pi from the Gaussian with variance
+z(s)^2 @ sigma^2 plus the tanh correction.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from drlcli.algos.offpolicy import (
 )
 from drlcli.config import SACConfig
 from drlcli.errors import DrlError
-from drlcli.networks import FlatParams, StackedMLP, mlp
+from drlcli.networks import FlatParams, StackedMLP, StateDependentNoise, mlp
 from drlcli.returns import polyak_update
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -81,10 +88,101 @@ class SquashedGaussianActor(nn.Module):
         mean, log_std = self.net(obs).split(self.act_dim, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """tanh(mean) (B, d): the deterministic action."""
+        return torch.tanh(self.dist(obs)[0])
+
+    def sample(
+        self, obs: torch.Tensor, matrix: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squashed action (B, d) and its log-prob (B,); ``matrix`` is gSDE's (unused here)."""
         mean, log_std = self.dist(obs)
         u = mean + log_std.exp() * torch.randn_like(mean)
         return torch.tanh(u), squashed_log_prob(u, mean, log_std)
+
+    def training_matrix(self) -> torch.Tensor | None:
+        """gSDE's per-gradient-step matrix; None: this actor draws independent noise."""
+        return None
+
+    def explore(self, obs: torch.Tensor) -> torch.Tensor:
+        """One collection step's actions (num_envs, d) in [-1, 1]."""
+        return self.sample(obs)[0]
+
+    def reset_noise(self) -> None:
+        """gSDE only: draw new exploration matrices."""
+
+
+class SDESquashedGaussianActor(nn.Module):
+    """SAC's actor with gSDE (SB3's SAC ``Actor`` with ``use_sde=True``): an MLP torso with an
+    activation after every hidden layer gives the features z(s) (B, F); mu(s) = hardtanh(W z + b,
+    -clip_mean, clip_mean) (SB3's clip_mean 2.0, against numerical trouble of tanh(u) at large
+    means); the std of u for a state is sqrt(z(s)^2 @ sigma^2 + 1e-6) (StateDependentNoise).
+    The features are learned through the log-prob and the noise (SB3's learn_features=True).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: list[int],
+        activation: str,
+        num_envs: int,
+        log_std_init: float,
+        full_std: bool = True,
+        use_expln: bool = False,
+        sample_freq: int = -1,
+        clip_mean: float = 2.0,
+    ):
+        super().__init__()
+        self.latent = mlp(obs_dim, hidden, None, activation, ortho=False)
+        self.mu = nn.Linear(self.latent.out_features, act_dim)
+        self.sde = StateDependentNoise(
+            self.latent.out_features,
+            act_dim,
+            num_envs,
+            log_std_init,
+            full_std,
+            use_expln,
+            sample_freq,
+        )
+        self.act_dim = act_dim
+        self.clip_mean = clip_mean
+
+    def dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean (B, d), log std of u (B, d), features z (B, F))."""
+        z = self.latent(obs)
+        mean = self.mu(z)
+        if self.clip_mean > 0:
+            mean = mean.clamp(-self.clip_mean, self.clip_mean)
+        return mean, self.sde.log_std_of(z), z
+
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """tanh(mean) (B, d): the deterministic action."""
+        return torch.tanh(self.dist(obs)[0])
+
+    def sample(
+        self, obs: torch.Tensor, matrix: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squashed action (B, d) and log-prob (B,) with noise z(s) @ ``matrix`` (F, d), one
+        matrix for the whole batch (a learning step's); None: a fresh matrix per row."""
+        mean, log_std, z = self.dist(obs)
+        noise = z @ matrix if matrix is not None else self.sde.independent_noise(z)
+        u = mean + noise
+        return torch.tanh(u), squashed_log_prob(u, mean, log_std)
+
+    def training_matrix(self) -> torch.Tensor:
+        """One exploration matrix (F, d) for a gradient step, differentiable in log_std."""
+        return self.sde.training_matrix()
+
+    def explore(self, obs: torch.Tensor) -> torch.Tensor:
+        """Collection actions (num_envs, d) in [-1, 1]: tanh(mu(s) + z(s) @ theta_env) with
+        each env's current exploration matrix (redrawn every ``sde_sample_freq`` steps)."""
+        mean, _, z = self.dist(obs)
+        return torch.tanh(mean + self.sde.noise(z))
+
+    def reset_noise(self) -> None:
+        """Draw new per-env exploration matrices (the start of a collection phase)."""
+        self.sde.resample()
 
 
 def twin_q(
@@ -100,9 +198,23 @@ class SAC(OffPolicy):
         self.cfg: SACConfig = cfg
         self.actions = ContinuousActions(env_info.action_space)
         act_dim = self.actions.dim
-        self.actor = SquashedGaussianActor(
-            self.obs_dim, act_dim, cfg.hidden_sizes, cfg.activation
-        ).to(device)
+        self.actor: SquashedGaussianActor | SDESquashedGaussianActor
+        if cfg.use_sde:
+            self.actor = SDESquashedGaussianActor(
+                self.obs_dim,
+                act_dim,
+                cfg.hidden_sizes,
+                cfg.activation,
+                env_info.num_envs,
+                cfg.log_std_init,
+                cfg.full_std,
+                cfg.use_expln,
+                cfg.sde_sample_freq,
+            ).to(device)
+        else:
+            self.actor = SquashedGaussianActor(
+                self.obs_dim, act_dim, cfg.hidden_sizes, cfg.activation
+            ).to(device)
         self.critics = StackedMLP(
             2, self.obs_dim + act_dim, cfg.hidden_sizes, [1, 1], cfg.activation, ortho=False
         ).to(device)
@@ -110,9 +222,11 @@ class SAC(OffPolicy):
         self.actor_flat = FlatParams(list(self.actor.parameters()))
         self.critic_flat = FlatParams(list(self.critics.parameters()))
         self.target_flat = FlatParams(list(self.critics_target.parameters()))
-        self.actor_opt = torch.optim.Adam([self.actor_flat.param], lr=cfg.learning_rate, fused=True)
-        self.critic_opt = torch.optim.Adam(
-            [self.critic_flat.param], lr=cfg.learning_rate, fused=True
+        self.actor_opt = self.actor_flat.optimizer(
+            torch.optim.Adam, lr=cfg.learning_rate, fused=True
+        )
+        self.critic_opt = self.critic_flat.optimizer(
+            torch.optim.Adam, lr=cfg.learning_rate, fused=True
         )
         self.auto_alpha = cfg.ent_coef == "auto"
         init = entropy_coef_init(cfg)
@@ -131,22 +245,31 @@ class SAC(OffPolicy):
             a = self.actions.uniform(self.rng, len(obs))
         else:
             with torch.inference_mode():
-                a_t, _ = self.actor.sample(torch.as_tensor(obs, device=self.device))
+                a_t = self.actor.explore(torch.as_tensor(obs, device=self.device))
             a = a_t.cpu().numpy()
         return self.actions.to_env(a), a
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         with torch.inference_mode():
             o = torch.as_tensor(obs, device=self.device)
-            a = torch.tanh(self.actor.dist(o)[0]) if deterministic else self.actor.sample(o)[0]
+            a = self.actor.mean_action(o) if deterministic else self.actor.sample(o)[0]
         return self.actions.to_env(a.cpu().numpy())
+
+    def update(self, progress: float) -> dict[str, float]:
+        out = super().update(progress)
+        # gSDE: the next collection phase explores with new matrices drawn from the updated
+        # std (SB3 draws them at the start of every collect_rollouts, which follows train).
+        self.actor.reset_noise()
+        return out
 
     def learn(self, gradient_steps: int) -> dict[str, float]:
         cfg = self.cfg
         stats = []
         for _ in range(gradient_steps):
             b = self.batch(self.replay.sample_index(cfg.batch_size, self.rng))
-            a_pi, logp_pi = self.actor.sample(b["obs"])
+            # gSDE: one exploration matrix per gradient step for the batch and its targets.
+            matrix = self.actor.training_matrix()
+            a_pi, logp_pi = self.actor.sample(b["obs"], matrix)
             # The temperature of this step's targets and actor loss is the one from before its
             # own update (Haarnoja et al. 2018, algorithm 1; Stable-Baselines3 SAC.train).
             alpha = self.log_alpha.detach().exp()
@@ -158,7 +281,7 @@ class SAC(OffPolicy):
                 self.alpha_opt.step()
 
             with torch.no_grad():
-                a_next, logp_next = self.actor.sample(b["next_obs"])
+                a_next, logp_next = self.actor.sample(b["next_obs"], matrix)
                 q1_t, q2_t = twin_q(self.critics_target, b["next_obs"], a_next)
                 soft_q = torch.min(q1_t, q2_t) - alpha * logp_next
                 y = b["rewards"] + b["discounts"] * (1.0 - b["terminated"].float()) * soft_q

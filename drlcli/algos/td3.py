@@ -96,9 +96,11 @@ class TD3(OffPolicy):
         self.critic_flat = FlatParams(list(self.critics.parameters()))
         self.actor_target_flat = FlatParams(list(self.actor_target.parameters()))
         self.critic_target_flat = FlatParams(list(self.critics_target.parameters()))
-        self.actor_opt = torch.optim.Adam([self.actor_flat.param], lr=cfg.learning_rate, fused=True)
-        self.critic_opt = torch.optim.Adam(
-            [self.critic_flat.param], lr=cfg.learning_rate, fused=True
+        self.actor_opt = self.actor_flat.optimizer(
+            torch.optim.Adam, lr=cfg.learning_rate, fused=True
+        )
+        self.critic_opt = self.critic_flat.optimizer(
+            torch.optim.Adam, lr=cfg.learning_rate, fused=True
         )
         self.replay = self.make_replay((act_dim,), np.float32)
         self.ou = OrnsteinUhlenbeck(

@@ -175,6 +175,22 @@ class MultiDiscreteAct(_OneHotContext):
         return float(a[0] == self.c) + float(a[1] == (self.c + 1) % 4)
 
 
+class ShiftedMultiDiscreteAct(MultiDiscreteAct):
+    """MultiDiscreteAct with ``start=[1, -2]``: the env receives start + index and raises on
+    anything outside the space. Optimum 20."""
+
+    action_space = gym.spaces.MultiDiscrete([3, 4], start=[1, -2])
+
+    def _reward(self, action: Any) -> float:
+        return self._shifted(np.asarray(action))
+
+    def _shifted(self, a: np.ndarray) -> float:
+        if a.shape != (2,) or not self.action_space.contains(a.astype(self.action_space.dtype)):
+            raise ValueError(f"action {a!r} is not in {self.action_space}")
+        idx = a - self.action_space.start
+        return float(idx[0] == self.c) + float(idx[1] == (self.c + 1) % 4)
+
+
 class MultiBinaryAct(_OneHotContext):
     """Acts in MultiBinary(4); each bit equal to bit i of PATTERNS[c] earns 0.25. Optimum 1
     per step, 10 per episode."""
@@ -263,6 +279,7 @@ for _name in (
     "TupleObs",
     "DictImageObs",
     "MultiDiscreteAct",
+    "ShiftedMultiDiscreteAct",
     "MultiBinaryAct",
     "MaskedChoice",
     "MaskedChoiceMethod",

@@ -245,6 +245,7 @@ def test_drl_list_names_the_new_spaces():
         ("DrlDictImageObs-v0", [*A2C, "algo.learning_rate=1e-3"], 4000, 10.0),
         ("DrlMultiDiscreteAct-v0", PPO, 4000, 20.0),
         ("DrlMultiDiscreteAct-v0", A2C, 4000, 20.0),
+        ("DrlShiftedMultiDiscreteAct-v0", PPO, 4000, 20.0),
         ("DrlMultiBinaryAct-v0", PPO, 4000, 10.0),
         ("DrlMultiBinaryAct-v0", A2C, 4000, 10.0),
     ],

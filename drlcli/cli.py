@@ -100,6 +100,22 @@ def describe_options(group: str) -> list[tuple[str, str]]:
     return out
 
 
+def option_spec(option: str) -> Any:
+    """The registry spec of ``algo=<option>`` as that option can use it: a recurrent PPO
+    option (``recurrent: true``) takes neither images nor action masks (issue #19)."""
+    import dataclasses
+
+    import yaml
+
+    from drlcli import registry
+
+    spec = registry.spec(algo_option_name(option))
+    data = yaml.safe_load((config_dir() / "algo" / f"{option}.yaml").read_text()) or {}
+    if data.get("recurrent"):
+        spec = dataclasses.replace(spec, images=False, action_masks=False)
+    return spec
+
+
 def algo_option_name(option: str) -> str:
     """The ``algo.name`` (registry spec) an ``algo=<option>`` YAML resolves to: its own ``name:``
     or, through its ``defaults`` list, its base's (``/schema/algo/<name>`` or a base option)."""
@@ -145,7 +161,7 @@ def cmd_list(argv: list[str]) -> int:
         for name, desc in describe_options(group):
             row = [name, escape(desc)]  # "drlcli[atari]" is not rich markup
             if group == "algo":
-                obs, act = registry.describe_spaces(registry.spec(algo_option_name(name)))
+                obs, act = registry.describe_spaces(option_spec(name))
                 row.append(f"obs: {obs}; actions: {act}")
             table.add_row(*row)
         console.print(table)

@@ -125,6 +125,11 @@ def check_compatible(
             "observations (also images inside a Dict / Tuple) get a Nature-CNN policy with "
             f"{' or '.join(image_algos)} (e.g. `drl train algo=ppo env=pong`)."
         )
+    if has_images(observation_space) and getattr(cfg, "recurrent", False):
+        raise DrlError(
+            "The recurrent PPO policy (algo.recurrent=true) takes vector observations; this env "
+            "gives images. Use algo=ppo (frame stacking gives it memory) or a2c."
+        )
     if action_masks:
         masked = sorted(n for n, other in specs().items() if other.action_masks)
         why = ""

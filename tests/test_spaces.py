@@ -171,6 +171,7 @@ def test_dqn_target_maximizes_over_legal_next_actions_only():
         (["algo=ppo_gru", f"env.id={MOD}:DrlMaskedChoiceMethod-v0"], "recurrent"),
         (["algo=reinforce", f"env.id={MOD}:DrlMaskedMultiChoice-v0"], "does not use them"),
         (["algo=trpo", f"env.id={MOD}:DrlDictImageObs-v0"], "holding images"),
+        (["algo=ppo_lstm", f"env.id={MOD}:DrlDictImageObs-v0"], "recurrent PPO .* images"),
         (
             ["algo=ppo", f"env.id={MOD}:DrlDictObs-v0", "hardware.vectorization=workers"],
             "workers cannot carry .* Dict observations",
@@ -230,6 +231,8 @@ def test_drl_list_names_the_new_spaces():
     assert "MultiDiscrete" in obs and "Dict" in obs and "images" in obs
     assert "MultiBinary" in act and "action masks" in act
     assert "images" not in registry.describe_spaces(registry.spec("trpo"))[0]
+    gru_obs, gru_act = registry.describe_spaces(cli.option_spec("ppo_gru"))
+    assert "images" not in gru_obs and "masks" not in gru_act
     assert "action masks" not in registry.describe_spaces(registry.spec("trpo"))[1]
     assert "action masks" in registry.describe_spaces(registry.spec("dqn"))[1]
 

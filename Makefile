@@ -15,6 +15,9 @@ EXTRAS ?= dev,tune,bench,box2d,atari,mujoco,joblib,submitit,ray
 comma := ,
 BASE_STAMP := $(VENV)/.drlcli-base
 STAMP := $(VENV)/.drlcli-extras-$(subst $(comma),-,$(EXTRAS))
+# The benchmarks' JAX peer (SBX) is large: only `make bench` installs it, not `make test`.
+BENCH_EXTRAS ?= bench-jax
+BENCH_STAMP := $(VENV)/.drlcli-bench-installed
 # Exact versions of everything but torch, last known green (see constraints.txt; `make lock`).
 CONSTRAINTS ?= constraints.txt
 
@@ -27,7 +30,7 @@ help:
 	@echo "make test-slow  the slow learning tests"
 	@echo "make lint       ruff (lint + format check) and mypy"
 	@echo "make lock       refresh constraints.txt (the pinned versions make install uses)"
-	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3), scaling tables and the networks.py speed tricks"
+	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3), SBX (CrossQ), scaling tables and the networks.py speed tricks"
 	@echo "TORCH_INDEX=URL the package index torch is installed from (CPU or CUDA build; see top)"
 
 $(BIN)/python:
@@ -47,6 +50,10 @@ install-base: $(BASE_STAMP)
 
 install: $(STAMP)
 
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e ".[$(EXTRAS),$(BENCH_EXTRAS)]"
+	touch $(BENCH_STAMP)
+
 run: install-base
 	$(BIN)/drl train algo=ppo env=cartpole
 
@@ -65,7 +72,7 @@ format: install
 	$(BIN)/ruff check --fix drlcli tests benchmarks
 	$(BIN)/ruff format drlcli tests benchmarks
 
-bench: install
+bench: install $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_ppo.py
 	$(BIN)/python benchmarks/bench_offpolicy.py
 	$(BIN)/python benchmarks/bench_onpolicy.py
@@ -80,7 +87,7 @@ lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install -q --upgrade pip
 	.venv-lock/bin/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_PIN)"
-	.venv-lock/bin/python -m pip install -q ".[$(EXTRAS)]"
+	.venv-lock/bin/python -m pip install -q ".[$(EXTRAS),$(BENCH_EXTRAS)]"
 	{ sed -n '/^#/p' $(CONSTRAINTS); .venv-lock/bin/python -m pip freeze --exclude-editable \
 	  | grep -v -i -E '^(torch|pip|setuptools|drlcli)(==| @)'; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)

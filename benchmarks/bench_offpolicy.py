@@ -1,4 +1,4 @@
-"""drlcli vs Stable-Baselines3 off-policy: DQN on CartPole-v1, SAC and TD3 on Pendulum-v1.
+"""drlcli vs Stable-Baselines3 off-policy: DQN on CartPole-v1, SAC, TD3 and CrossQ on Pendulum-v1.
 
 Hyperparameters are RL Baselines3 Zoo's sets (the same ones drlcli ships in conf/tuned/):
   DQN CartPole-v1 (50k steps): lr 2.3e-3, batch 64, buffer 100k, learning_starts 1000,
@@ -8,11 +8,17 @@ Hyperparameters are RL Baselines3 Zoo's sets (the same ones drlcli ships in conf
       buffer 1M, learning_starts 100, automatic entropy).
   TD3 Pendulum-v1 (20k steps): lr 1e-3, gamma 0.98, buffer 200k, learning_starts 10000,
       400x300, Gaussian action noise 0.1.
-Each (implementation, algo, seed) runs in its own process with the same torch thread count,
-alternating implementations. SPS is training-loop steps per second; the final return is 10
+  CrossQ Pendulum-v1 (20k steps), against SBX's CrossQ (JAX; the `bench-jax` extra): the
+      paper's settings (lr 1e-3, Adam beta1 0.5, policy delay 3, batch 256, learning_starts 100,
+      no target networks) with 256x256 actor and critics on both sides (conf/tuned/
+      crossq_pendulum.yaml). SBX's time includes its jit compilation (a few seconds).
+Each (implementation, algo, seed) runs in its own process with the same torch (or XLA) thread
+count, alternating implementations; SBX runs are confined to that many CPUs, every run with
+--pin. SPS is training-loop steps per second; the final return is 10
 deterministic episodes.
 
-    python benchmarks/bench_offpolicy.py [--algos dqn sac td3] [--seeds 1] [--threads 2]
+    python benchmarks/bench_offpolicy.py [--algos dqn sac td3 crossq] [--seeds 1] [--threads 2]
+                                         [--pin]
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ SETTINGS = {
     "dqn": ("cartpole", "CartPole-v1", 50_000),
     "sac": ("pendulum", "Pendulum-v1", 20_000),
     "td3": ("pendulum", "Pendulum-v1", 20_000),
+    "crossq": ("pendulum", "Pendulum-v1", 20_000),
 }
+# The reference implementation each algorithm is measured against (default: SB3).
+PEERS = {"crossq": "sbx"}
 
 
 def run_ours(algo: str, seed: int, threads: int) -> dict:
@@ -114,18 +123,70 @@ def run_sb3(algo: str, seed: int, threads: int) -> dict:
     return {"train_s": train_s, "steps": int(model.num_timesteps), "eval": float(mean)}
 
 
+def pin_cpus(threads: int) -> None:
+    """Confine this process to the first ``threads`` CPUs it may use (Linux; else a no-op)."""
+    import os
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+
+
+def run_sbx(algo: str, seed: int, threads: int) -> dict:
+    import os
+
+    # Thread for thread: XLA's flags, set before jax is imported, do not stop its Eigen pool
+    # (two tf_XLAEigen threads stayed busy with them alone), so main() also confines an SBX
+    # child to `threads` CPUs (pin_cpus).
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + " --xla_cpu_multi_thread_eigen="
+        + ("true" if threads > 1 else "false")
+        + f" intra_op_parallelism_threads={threads}"
+    )
+    from sbx import CrossQ
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    assert algo == "crossq", algo
+    _, env_id, steps = SETTINGS[algo]
+    env = make_vec_env(env_id, n_envs=1, seed=seed)
+    model = CrossQ(
+        "MlpPolicy",
+        env,
+        learning_rate=1e-3,
+        learning_starts=100,
+        batch_size=256,
+        policy_delay=3,
+        policy_kwargs={"net_arch": {"pi": [256, 256], "qf": [256, 256]}},
+        seed=seed,
+    )
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    train_s = time.perf_counter() - t0
+    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000)
+    mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
+    return {"train_s": train_s, "steps": int(model.num_timesteps), "eval": float(mean)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algos", nargs="+", default=["dqn", "sac", "td3"])
+    parser.add_argument("--algos", nargs="+", default=["dqn", "sac", "td3", "crossq"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="confine every run to --threads CPUs (SBX runs always are: XLA starts its own pool)",
+    )
     parser.add_argument(
         "--child", nargs=3, metavar=("IMPL", "ALGO", "SEED"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.child:
         impl, algo, seed = args.child
-        fn = run_ours if impl == "drlcli" else run_sb3
+        if impl == "sbx" or args.pin:
+            pin_cpus(args.threads)
+        fn = {"drlcli": run_ours, "sb3": run_sb3, "sbx": run_sbx}[impl]
         print(json.dumps(fn(algo, int(seed), args.threads)))
         return
 
@@ -135,8 +196,9 @@ def main() -> None:
     console = Console()
     results: dict[tuple[str, str], list[dict]] = {}
     for algo in args.algos:
+        peer = PEERS.get(algo, "sb3")
         for i, seed in enumerate(args.seeds):
-            for impl in ["drlcli", "sb3"] if i % 2 == 0 else ["sb3", "drlcli"]:
+            for impl in ["drlcli", peer] if i % 2 == 0 else [peer, "drlcli"]:
                 cmd = [
                     sys.executable,
                     __file__,
@@ -146,6 +208,7 @@ def main() -> None:
                     str(seed),
                     "--threads",
                     str(args.threads),
+                    *(["--pin"] if args.pin else []),
                 ]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if out.returncode != 0:
@@ -162,15 +225,26 @@ def main() -> None:
                 )
 
     table = Table(title=f"Off-policy, {args.threads} torch thread(s), seeds {args.seeds}")
-    for col in ("algo", "env", "drlcli SPS", "SB3 SPS", "ratio", "drlcli eval", "SB3 eval"):
+    for col in (
+        "algo",
+        "env",
+        "peer",
+        "drlcli SPS",
+        "peer SPS",
+        "ratio",
+        "drlcli eval",
+        "peer eval",
+    ):
         table.add_column(col, justify="right")
     for algo in args.algos:
-        ours, ref = results[(algo, "drlcli")], results[(algo, "sb3")]
+        peer = PEERS.get(algo, "sb3")
+        ours, ref = results[(algo, "drlcli")], results[(algo, peer)]
         o_sps = statistics.median(r["sps"] for r in ours)
         s_sps = statistics.median(r["sps"] for r in ref)
         table.add_row(
             algo,
             SETTINGS[algo][1],
+            peer.upper(),
             f"{o_sps:.0f}",
             f"{s_sps:.0f}",
             f"{o_sps / s_sps:.2f}x",

@@ -219,11 +219,13 @@ class FlatParams:
     modules are moved to their device; ``load_state_dict`` keeps working since it copies in
     place into the views, and module state dict keys do not change.
 
-    Build the optimizer with :meth:`optimizer`, never ``torch.optim.Adam([flat.param])``: the
-    natural ``opt.zero_grad()`` (``set_to_none=True``) on a plain optimizer drops the flat
-    gradient and ``step()`` then skips it -- training silently froze (issue #18). The optimizer
-    :meth:`optimizer` returns zeroes the buffer in place, and before every ``step`` it repairs
-    gradients that ``module.zero_grad()`` detached from the buffer.
+    The flat Parameter itself is not exposed: a plain ``torch.optim.Adam([flat_parameter])``
+    with the natural ``opt.zero_grad()`` (``set_to_none=True``) drops the flat gradient and
+    ``step()`` then skips it -- training silently froze (issue #18; a new algorithm fell into it
+    again). Build the optimizer with :meth:`optimizer`: it zeroes the buffer in place, and before
+    every ``step`` it repairs gradients that ``module.zero_grad()`` detached from the buffer.
+    :attr:`data` gives the flat values for in-place math (Polyak updates). A plain optimizer
+    over the modules' own parameters also stays correct (they are views of the flat values).
 
     Benchmark (``benchmarks/bench_tricks.py``, 2026-11-30, 2-vCPU machine shared with other
     jobs, 1 thread, three runs): PPO's 64x64 actor-critic update step without FlatParams (fused
@@ -235,23 +237,37 @@ class FlatParams:
     def __init__(self, params: Sequence[nn.Parameter]):
         params = list(params)
         flat = torch.cat([p.detach().reshape(-1) for p in params])
-        self.param = nn.Parameter(flat)
+        self._param = nn.Parameter(flat)
         self.grad = torch.zeros_like(flat)
         self._grad_views: list[torch.Tensor] = []
         offset = 0
         for p in params:
             n = p.numel()
-            p.data = self.param.data[offset : offset + n].view_as(p)
+            p.data = self._param.data[offset : offset + n].view_as(p)
             # A pre-set .grad is accumulated into in place by autograd, so it stays a view.
             view = self.grad[offset : offset + n].view_as(p)
             p.grad = view
             self._grad_views.append(view)
             offset += n
-        self.param.grad = self.grad
+        self._param.grad = self.grad
         self.params = params
 
+    @property
+    def param(self) -> nn.Parameter:
+        """Not exposed (see the class docstring); raises AttributeError saying what to use."""
+        raise AttributeError(
+            "FlatParams.param is not exposed: an optimizer built on it directly freezes "
+            "training once its zero_grad() drops the flat gradient (issue #18). Build it with "
+            "flat.optimizer(torch.optim.Adam, lr=...), and use flat.data for in-place math."
+        )
+
+    @property
+    def data(self) -> torch.Tensor:
+        """The flat parameter values (no autograd), every parameter a view into them."""
+        return self._param.data
+
     def optimizer(self, cls: type[_Opt], **kwargs: Any) -> _Opt:
-        """``cls([self.param], **kwargs)`` (e.g. ``torch.optim.Adam``, ``lr=3e-4``), made safe
+        """``cls([flat parameter], **kwargs)`` (e.g. ``torch.optim.Adam``, ``lr=3e-4``), made safe
         for the flat buffers: its ``zero_grad`` zeroes the flat gradient in place whatever
         ``set_to_none`` says, and a step pre-hook first calls :meth:`sync` (gradients that
         ``module.zero_grad()`` or ``p.grad = None`` cut loose are copied back into the buffer).
@@ -259,7 +275,7 @@ class FlatParams:
         (checkpoints stay compatible). Not for copying (deepcopy / pickle): torch keeps neither
         the hook nor the parameter views in a copy; build a new FlatParams and optimizer and
         load the state dicts. Raises what ``cls`` raises for bad ``kwargs``."""
-        opt = _flat_optimizer_class(cls)([self.param], **kwargs)
+        opt = _flat_optimizer_class(cls)([self._param], **kwargs)
         opt._drl_flat = self  # type: ignore[attr-defined]
         opt.register_step_pre_hook(_sync_flat)
         return opt
@@ -274,8 +290,8 @@ class FlatParams:
 
         A parameter whose ``.grad`` was replaced (``module.zero_grad()`` sets it to None, after
         which backward allocates a fresh tensor) has that tensor copied into its slice of the
-        buffer (zeros if None); ``self.param.grad`` is set back to the buffer. About 1 us when
-        nothing was cut loose (identity checks only).
+        buffer (zeros if None); the flat parameter's ``.grad`` is set back to the buffer. About
+        1 us when nothing was cut loose (identity checks only).
         """
         for p, view in zip(self.params, self._grad_views, strict=True):
             if p.grad is not view:
@@ -284,8 +300,8 @@ class FlatParams:
                 else:
                     view.copy_(p.grad)
                 p.grad = view
-        if self.param.grad is not self.grad:
-            self.param.grad = self.grad
+        if self._param.grad is not self.grad:
+            self._param.grad = self.grad
 
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
         """Scale the gradient so its global L2 norm is at most ``max_norm``; returns the norm."""
@@ -296,7 +312,7 @@ class FlatParams:
 
     def check_views(self) -> bool:
         """True while every parameter and gradient still aliases the flat buffers."""
-        pstore = self.param.untyped_storage().data_ptr()
+        pstore = self._param.untyped_storage().data_ptr()
         gstore = self.grad.untyped_storage().data_ptr()
         return all(
             p.untyped_storage().data_ptr() == pstore

@@ -30,6 +30,7 @@ ALGORITHM_MODULES = (
     "drlcli.algos.dqn",
     "drlcli.algos.sac",
     "drlcli.algos.td3",
+    "drlcli.algos.crossq",
 )
 
 

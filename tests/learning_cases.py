@@ -65,6 +65,7 @@ CASES: dict[str, list[str]] = {
         "env=mountaincar_continuous",
         "total_timesteps=50000",
     ],
+    "crossq_pendulum_tuned": ["algo=crossq", "env=pendulum", "total_timesteps=20000"],
     "ppo_gru_cartpole_masked": _cartpole("ppo_gru", 500_000, 400, env="cartpole_masked"),
     "a3c_cartpole": [*_cartpole("a3c", 500_000, 475), "algo.num_workers=2"],
 }

@@ -106,6 +106,8 @@ SLOW_CASES = [
     # gSDE (issue #21), the Zoo's set: seeds 1-3 final 95.2 / 94.3 / 95.2 at 50k, all >= 90
     # from the 20k evaluation on (2026-11-30).
     pytest.param("sac_mountaincar_continuous_tuned", 90, id="sac_gsde_mountaincar_continuous_50k"),
+    # CrossQ (256x256 critics), issue #18's bar; seeds 1-3 in the README results.
+    pytest.param("crossq_pendulum_tuned", -250, id="crossq_pendulum_20k"),
     # Recurrent PPO on CartPole without velocities: only memory can solve it.
     pytest.param("ppo_gru_cartpole_masked", 400, id="ppo_gru_masked_500k"),
     pytest.param("a3c_cartpole", 475, id="a3c_2_workers_500k"),

@@ -294,7 +294,7 @@ def test_flat_optimizer_natural_loop_trains_like_plain_parameters(zero, cls):
     assert isinstance(opt, cls)
     for step in range(5):
         x = torch.randn(16, 3)
-        before = flat.param.detach().clone()
+        before = flat.data.clone()
         if zero == "optimizer":
             opt.zero_grad()
         elif zero == "optimizer_keep":
@@ -306,7 +306,7 @@ def test_flat_optimizer_natural_loop_trains_like_plain_parameters(zero, cls):
         ref_opt.zero_grad()
         ref(x).pow(2).mean().backward()
         ref_opt.step()
-        assert not torch.equal(flat.param, before), f"step {step} did not move the parameters"
+        assert not torch.equal(flat.data, before), f"step {step} did not move the parameters"
         for p, q in zip(net.parameters(), ref.parameters()):
             torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
         assert flat.check_views()
@@ -327,7 +327,7 @@ def test_flat_optimizer_state_dict_round_trip_matches_plain_optimizer():
         opt.step()
     state = snapshot({"model": net.state_dict(), "opt": opt.state_dict()})
     assert list(state["model"]) == ["0.weight", "0.bias", "2.weight", "2.bias"]
-    plain = torch.optim.Adam([torch.nn.Parameter(flat.param.detach().clone())], lr=0.01, eps=1e-5)
+    plain = torch.optim.Adam([torch.nn.Parameter(flat.data.clone())], lr=0.01, eps=1e-5)
     plain.load_state_dict(snapshot(state["opt"]))  # a checkpoint from before the wrapper
     assert plain.state_dict().keys() == state["opt"].keys()
     assert plain.state_dict()["param_groups"] == state["opt"]["param_groups"]
@@ -337,12 +337,12 @@ def test_flat_optimizer_state_dict_round_trip_matches_plain_optimizer():
     opt2 = flat2.optimizer(torch.optim.Adam, lr=0.5)
     net2.load_state_dict(state["model"])
     opt2.load_state_dict(snapshot(state["opt"]))
-    assert flat2.check_views() and torch.equal(flat2.param, flat.param)
+    assert flat2.check_views() and torch.equal(flat2.data, flat.data)
     for o, n in ((opt, net), (opt2, net2)):
         o.zero_grad()
         n(x).pow(2).mean().backward()
         o.step()
-    torch.testing.assert_close(flat2.param, flat.param, rtol=0, atol=0)
+    torch.testing.assert_close(flat2.data, flat.data, rtol=0, atol=0)
 
 
 def test_sample_and_log_prob_consistent_with_log_prob():
@@ -439,14 +439,37 @@ def test_deepcopy_of_a_flat_params_module_is_independent():
     policy = ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (2,)), [8])
     flat = FlatParams(list(policy.parameters()))
     twin = copy.deepcopy(policy)
-    storage = flat.param.untyped_storage().data_ptr()
+    storage = flat.data.untyped_storage().data_ptr()
     assert all(p.untyped_storage().data_ptr() != storage for p in twin.parameters())
     own = [p for wb in zip(twin.nets.weights, twin.nets.biases) for p in wb]
     assert all(a is b for a, b in zip(twin.nets._params, own, strict=True))
     obs = torch.randn(4, 3)
     with torch.no_grad():
         before = twin.dist_and_value(obs)
-        flat.param.add_(0.1)  # an optimizer step on the original
+        flat.data.add_(0.1)  # an optimizer step on the original
         after = twin.dist_and_value(obs)
     torch.testing.assert_close(after, before, rtol=0, atol=0)
     assert not torch.equal(policy.log_std, twin.log_std)
+
+
+def test_flat_parameter_is_not_exposed_to_plain_optimizers():
+    """The trap of issue #18 cannot be written: ``torch.optim.Adam([flat.param])`` raises and
+    says what to use; a plain optimizer over the modules' own parameters stays correct."""
+    from drlcli.networks import FlatParams
+
+    net, ref = make_pair(3)
+    flat = FlatParams(list(net.parameters()))
+    with pytest.raises(AttributeError, match=r"flat.optimizer\(torch.optim.Adam"):
+        torch.optim.Adam([flat.param], lr=0.01)
+    opt, ref_opt = torch.optim.Adam(net.parameters(), lr=0.01), torch.optim.Adam(
+        ref.parameters(), lr=0.01
+    )
+    for _ in range(3):
+        x = torch.randn(8, 3)
+        for o, n in ((opt, net), (ref_opt, ref)):
+            o.zero_grad()
+            n(x).pow(2).mean().backward()
+            o.step()
+    for p, q in zip(net.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert flat.data.untyped_storage().data_ptr() == net[0].weight.untyped_storage().data_ptr()

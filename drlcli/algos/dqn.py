@@ -197,7 +197,7 @@ class DQN(OffPolicy):
     def learn(self, gradient_steps: int) -> dict[str, float]:
         cfg = self.cfg
         if self.env_steps - self.last_target_update >= cfg.target_update_interval:
-            polyak_update(self.flat_target.param, self.flat.param, cfg.tau)
+            polyak_update(self.flat_target.data, self.flat.data, cfg.tau)
             self.last_target_update = self.env_steps
         per = isinstance(self.replay, PrioritizedReplayBuffer)
         beta = cfg.per_beta + (1.0 - cfg.per_beta) * min(self.progress, 1.0)

@@ -299,7 +299,7 @@ class SAC(OffPolicy):
 
             self.grad_steps += 1
             if self.grad_steps % cfg.target_update_interval == 0:
-                polyak_update(self.target_flat.param, self.critic_flat.param, cfg.tau)
+                polyak_update(self.target_flat.data, self.critic_flat.data, cfg.tau)
             stats.append(
                 torch.stack(
                     [

@@ -162,8 +162,8 @@ class TD3(OffPolicy):
                 actor_loss.backward()
                 self.actor_opt.step()
                 actor_losses.append(actor_loss.detach())
-                polyak_update(self.critic_target_flat.param, self.critic_flat.param, cfg.tau)
-                polyak_update(self.actor_target_flat.param, self.actor_flat.param, cfg.tau)
+                polyak_update(self.critic_target_flat.data, self.critic_flat.data, cfg.tau)
+                polyak_update(self.actor_target_flat.data, self.actor_flat.data, cfg.tau)
         out = {"charts/gradient_steps": float(self.grad_steps)}
         if critic_losses:
             out["losses/critic_loss"] = float(torch.stack(critic_losses).mean())

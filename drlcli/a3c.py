@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from drlcli import interrupts
 from drlcli.algos.base import (
-    DISCRETE_AND_BOX,
+    POLICY_GRADIENT_ACTIONS,
     Algorithm,
     AlgoSpec,
     EnvInfo,
@@ -352,4 +352,6 @@ class A3C(Algorithm):
         self.procs = []
 
 
-SPECS = (AlgoSpec("a3c", A3CConfig, A3C, DISCRETE_AND_BOX, "asynchronous", validate=validate_a3c),)
+SPECS = (
+    AlgoSpec("a3c", A3CConfig, A3C, POLICY_GRADIENT_ACTIONS, "asynchronous", validate=validate_a3c),
+)

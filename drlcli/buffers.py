@@ -25,6 +25,7 @@ class RolloutBuffer:
         action_shape: tuple[int, ...],
         action_dtype: torch.dtype,
         device: torch.device,
+        mask_dim: int = 0,
     ):
         self.num_steps = num_steps
         self.num_envs = num_envs
@@ -43,6 +44,13 @@ class RolloutBuffer:
         self.rewards = self._mirror(self.np_rewards)
         self.terminated = self._mirror(self.np_terminated)
         self.dones = self._mirror(self.np_dones)
+        # Action masks (issue #19), only when the env gives them: (T, N, mask_dim) bool, True
+        # where legal in s_t; the update re-masks the logits it recomputes with them.
+        self.np_masks: np.ndarray | None = None
+        self.masks: torch.Tensor | None = None
+        if mask_dim:
+            self.np_masks = host((t, n, mask_dim), torch.bool)
+            self.masks = self._mirror(self.np_masks)
         # Device side, written by the policy.
         self.actions = torch.zeros(
             (t, n, *action_shape), dtype=action_dtype, device=device
@@ -73,7 +81,8 @@ class RolloutBuffer:
         V(final_obs) where it was truncated (0 where terminated: masked by the targets anyway),
         V(s_T) after the last step."""
         if not self.on_cpu:
-            for name in ("obs", "rewards", "terminated", "dones"):
+            names = ("obs", "rewards", "terminated", "dones")
+            for name in (*names, "masks") if self.masks is not None else names:
                 src = torch.from_numpy(getattr(self, "np_" + name))
                 getattr(self, name).copy_(src, non_blocking=True)
             if self.device.type == "cuda":
@@ -87,6 +96,41 @@ class RolloutBuffer:
         """(T, N, *shape) -> (T * N, *shape) view for minibatching."""
         x: torch.Tensor = getattr(self, name)
         return x.reshape(self.size, *x.shape[2:])
+
+
+class SplitColumns:
+    """A float32 array (rows, num_envs, D) kept as two: the ``pixel`` columns as uint8 (the
+    pixels of images inside a Dict observation, issue #19: 1 byte each instead of 4) and the
+    other columns as float32. Indexing on the leading axes reads and writes like the float32
+    array it stands for (a read assembles a new array). Pixel values must be integers in
+    [0, 255]; they are what a uint8 image space holds."""
+
+    def __init__(self, shape: tuple[int, ...], pixel_columns: np.ndarray):
+        d = shape[-1]
+        self.shape = shape
+        self.dtype = np.dtype(np.float32)
+        self.pix_cols = np.asarray(pixel_columns, dtype=np.int64)
+        keep = np.ones(d, dtype=bool)
+        keep[self.pix_cols] = False
+        self.vec_cols = np.flatnonzero(keep)
+        self.pixels = np.zeros((*shape[:-1], len(self.pix_cols)), dtype=np.uint8)
+        self.vectors = np.zeros((*shape[:-1], len(self.vec_cols)), dtype=np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        return self.pixels.nbytes + self.vectors.nbytes
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        pix = self.pixels[idx]
+        out = np.empty((*pix.shape[:-1], self.shape[-1]), dtype=np.float32)
+        out[..., self.pix_cols] = pix
+        out[..., self.vec_cols] = self.vectors[idx]
+        return out
+
+    def __setitem__(self, idx: Any, value: Any) -> None:
+        value = np.asarray(value)
+        self.pixels[idx] = value[..., self.pix_cols]
+        self.vectors[idx] = value[..., self.vec_cols]
 
 
 class ReplayBuffer:
@@ -107,11 +151,18 @@ class ReplayBuffer:
         action_dtype: type | np.dtype = np.float32,
         obs_dtype: type | np.dtype = np.float32,
         compact: bool = False,
+        mask_dim: int = 0,
+        pixel_columns: np.ndarray | None = None,
     ):
         self.num_envs = num_envs
         self.rows = max(capacity // num_envs, 1)
         r, n = self.rows, num_envs
-        self.obs = np.zeros((r, n, *obs_shape), dtype=obs_dtype)  # (R, N, *obs) s_t
+        # ``pixel_columns``: the uint8 pixels of images inside a Dict observation (flat obs
+        # columns), stored as uint8 (SplitColumns); every other column stays float32.
+        obs_array: Any = np.zeros
+        if pixel_columns is not None and len(pixel_columns) and not compact:
+            obs_array = lambda shape, dtype: SplitColumns(shape, pixel_columns)  # noqa: E731
+        self.obs = obs_array((r, n, *obs_shape), dtype=obs_dtype)  # (R, N, *obs) s_t
         # Compact storage (frames): s_{t+1} of row t is row t+1's s_t, so observations are kept
         # once. The exceptions sit in ``aside`` keyed by flat index: where an episode ended
         # (gymnasium's final observation) or the stream broke (e.g. fresh envs after a resume);
@@ -123,11 +174,16 @@ class ReplayBuffer:
             self.pending = np.zeros((n, *obs_shape), dtype=obs_dtype)
             self.pending_done = np.zeros(n, dtype=bool)
         else:
-            self.next_obs = np.zeros((r, n, *obs_shape), dtype=obs_dtype)  # (R, N, *obs) s_{t+1}
+            self.next_obs = obs_array((r, n, *obs_shape), dtype=obs_dtype)  # (R, N, *obs) s_{t+1}
         self.actions = np.zeros((r, n, *action_shape), dtype=action_dtype)  # (R, N, *act)
         self.rewards = np.zeros((r, n), dtype=np.float32)  # (R, N)
         self.terminated = np.zeros((r, n), dtype=bool)  # (R, N)
         self.truncated = np.zeros((r, n), dtype=bool)  # (R, N)
+        # Legal actions in s_{t+1} when the env gives action masks (issue #19): (R, N, mask_dim)
+        # bool, written by the caller at ``pos`` before ``add`` (``set_next_mask``).
+        self.next_masks: np.ndarray | None = None
+        if mask_dim:
+            self.next_masks = np.ones((r, n, mask_dim), dtype=bool)
         self.pos = 0  # next row to write
         self.full = False
 
@@ -139,6 +195,8 @@ class ReplayBuffer:
     def nbytes(self) -> int:
         arrays = [self.obs, self.actions, self.rewards, self.terminated, self.truncated]
         arrays.append(self.pending if self.next_obs is None else self.next_obs)
+        if self.next_masks is not None:
+            arrays.append(self.next_masks)
         return sum(a.nbytes for a in arrays)
 
     def __len__(self) -> int:
@@ -167,6 +225,12 @@ class ReplayBuffer:
         self.pos = (self.pos + 1) % self.rows
         self.full = self.full or self.pos == 0
         return row
+
+    def set_next_mask(self, next_mask: np.ndarray) -> None:
+        """The legal actions (num_envs, mask_dim) in s_{t+1} of the vector step the next
+        ``add`` stores (issue #19)."""
+        assert self.next_masks is not None, "the buffer was built without mask_dim"
+        self.next_masks[self.pos] = next_mask
 
     def mark_stream_break(self) -> None:
         """End every env's stream at the newest stored row: a restarted env's next observation is
@@ -233,6 +297,8 @@ class ReplayBuffer:
             out["next_obs"] = self._next_obs(rows, envs)
             out["terminated"] = self.terminated[rows, envs]
             out["discounts"] = np.full(len(flat_idx), gamma, dtype=np.float32)
+            if self.next_masks is not None:
+                out["next_masks"] = self.next_masks[rows, envs]
             return out
         # Transitions from rows onward, never past the newest row (pos - 1).
         available = (self.pos - 1 - rows) % self.rows + 1
@@ -251,11 +317,15 @@ class ReplayBuffer:
         out["next_obs"] = self._next_obs(end_rows, envs)
         out["terminated"] = term
         out["discounts"] = (gamma ** (last + 1)).astype(np.float32)
+        if self.next_masks is not None:
+            out["next_masks"] = self.next_masks[end_rows, envs]
         return out
 
     @property
     def _arrays(self) -> tuple[str, ...]:
-        names = ("obs", "actions", "rewards", "terminated", "truncated")
+        names: tuple[str, ...] = ("obs", "actions", "rewards", "terminated", "truncated")
+        if self.next_masks is not None:
+            names = (*names, "next_masks")
         return names if self.compact else (*names, "next_obs")
 
     def state_dict(self) -> dict:

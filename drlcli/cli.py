@@ -100,6 +100,22 @@ def describe_options(group: str) -> list[tuple[str, str]]:
     return out
 
 
+def option_spec(option: str) -> Any:
+    """The registry spec of ``algo=<option>`` as that option can use it: a recurrent PPO
+    option (``recurrent: true``) takes neither images nor action masks (issue #19)."""
+    import dataclasses
+
+    import yaml
+
+    from drlcli import registry
+
+    spec = registry.spec(algo_option_name(option))
+    data = yaml.safe_load((config_dir() / "algo" / f"{option}.yaml").read_text()) or {}
+    if data.get("recurrent"):
+        spec = dataclasses.replace(spec, images=False, action_masks=False)
+    return spec
+
+
 def algo_option_name(option: str) -> str:
     """The ``algo.name`` (registry spec) an ``algo=<option>`` YAML resolves to: its own ``name:``
     or, through its ``defaults`` list, its base's (``/schema/algo/<name>`` or a base option)."""
@@ -145,7 +161,7 @@ def cmd_list(argv: list[str]) -> int:
         for name, desc in describe_options(group):
             row = [name, escape(desc)]  # "drlcli[atari]" is not rich markup
             if group == "algo":
-                obs, act = registry.describe_spaces(registry.spec(algo_option_name(name)))
+                obs, act = registry.describe_spaces(option_spec(name))
                 row.append(f"obs: {obs}; actions: {act}")
             table.add_row(*row)
         console.print(table)
@@ -317,7 +333,12 @@ def preflight(cfg: Any) -> None:
     from omegaconf.errors import MissingMandatoryValue
 
     from drlcli.config import to_train_config
-    from drlcli.envs import check_env_id, make_single_env
+    from drlcli.envs import (
+        action_mask_source,
+        check_env_id,
+        check_workers_can_carry,
+        make_single_env,
+    )
     from drlcli.hardware import check_threads, resolve_device, resolve_workers
     from drlcli.networks import check_sde_action_space, is_image
     from drlcli.registry import check_compatible
@@ -339,8 +360,11 @@ def preflight(cfg: Any) -> None:
     # Build one env: missing optional extras, bad kwargs or wrappers, incompatible spaces.
     probe = make_single_env(tc.env)
     try:
-        check_compatible(tc.algo.name, probe.observation_space, probe.action_space)
+        masks = action_mask_source(probe) is not None
+        check_compatible(tc.algo.name, probe.observation_space, probe.action_space, masks, tc.algo)
         check_sde_action_space(tc.algo, probe.action_space)
+        if tc.hardware.vectorization == "workers":
+            check_workers_can_carry(tc.env.id, probe.observation_space, masks)
         if tc.env.normalize_obs and is_image(probe.observation_space):
             raise DrlError(
                 f"env.normalize_obs=true on image observations {probe.observation_space.shape}: "

@@ -27,7 +27,8 @@ from drlcli.networks import ActorCritic
 class Collector:
     """Steps ``env`` with ``algo``'s actions, one collection phase per :meth:`collect`.
 
-    A phase runs ``algo.begin_collect(obs)``, then ``act`` -> ``env.step`` -> ``observe`` until
+    A phase runs ``algo.begin_collect(obs)``, then ``act`` (``act_masked`` with the env's action
+    masks when it gives them, issue #19) -> ``env.step`` -> ``observe`` until
     ``observe`` returns True, then ``algo.end_collect(next_obs)``, all under
     ``torch.no_grad()`` (acting never needs gradients; see :class:`Algorithm`). An
     algorithm of the ``asynchronous`` family (A3C) gathers through its own ``collect(env)``.
@@ -53,7 +54,11 @@ class Collector:
             algo.begin_collect(obs)
             while True:
                 check()
-                result = env.step(algo.act(obs, env.global_step))
+                mask = env.action_mask
+                if mask is None:
+                    result = env.step(algo.act(obs, env.global_step))
+                else:
+                    result = env.step(algo.act_masked(obs, env.global_step, mask))
                 step = VectorStep(
                     obs,
                     result.reward,
@@ -62,6 +67,8 @@ class Collector:
                     result.final_obs,
                     result.obs,
                     env.global_step,
+                    mask,
+                    result.final_action_mask,
                 )
                 obs = result.obs
                 if algo.observe(step):
@@ -123,7 +130,11 @@ def evaluate(
         t = 0
         while not finished[:want].all():
             interrupts.check()
-            result = env.step(algo.predict(obs, deterministic))
+            mask = env.action_mask
+            if mask is None:
+                result = env.step(algo.predict(obs, deterministic))
+            else:
+                result = env.step(algo.predict_masked(obs, mask, deterministic))
             t += 1
             algo.episodes_ended(result.terminated | result.truncated)
             obs = result.obs

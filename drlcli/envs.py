@@ -33,6 +33,15 @@ from gymnasium.vector import AutoresetMode
 
 from drlcli.config import EnvConfig
 from drlcli.errors import DrlError, did_you_mean
+from drlcli.spaces import (
+    check_masks,
+    encode,
+    encode_one,
+    encoded_space,
+    mask_dim,
+    needs_encoding,
+    raw_columns,
+)
 
 # Install hints for ids that live in optional gymnasium extras.
 EXTRAS = {
@@ -278,6 +287,36 @@ def has_time_limit(env: gym.Env) -> bool:
     return bool(kwargs.get("max_num_frames_per_episode"))
 
 
+def check_workers_can_carry(env_id: str, observation_space: gym.Space, masks: bool) -> None:
+    """DrlError when ``hardware.vectorization=workers`` (shared-memory float arrays of one
+    observation shape) cannot carry what the env gives: Dict / Tuple observations or action
+    masks (issue #19)."""
+    if isinstance(observation_space, gym.spaces.Dict | gym.spaces.Tuple) or masks:
+        what = "action masks" if masks else f"{type(observation_space).__name__} observations"
+        raise DrlError(
+            f"hardware.vectorization=workers cannot carry {env_id}'s {what}; use "
+            "hardware.vectorization=sync or async."
+        )
+
+
+def action_mask_source(env: gym.Env) -> str | None:
+    """How ``env`` says which actions are legal (issue #19; sb3-contrib's conventions): "method"
+    when it (or a wrapper) has an ``action_masks()`` method, "info" when its reset info holds an
+    ``action_mask`` key, else None. Resets ``env`` for the info check; an env whose reset
+    raises counts as giving none (its real reset names the error)."""
+    try:
+        method = env.get_wrapper_attr("action_masks")
+    except AttributeError:
+        method = None
+    if callable(method):
+        return "method"
+    try:
+        _, info = env.reset(seed=0)
+    except Exception:
+        return None
+    return "info" if isinstance(info, dict) and "action_mask" in info else None
+
+
 def make_single_env(cfg: EnvConfig) -> gym.Env:
     """One gymnasium env with the config's kwargs and wrappers."""
     check_env_id(cfg.id, cfg.imports)
@@ -369,6 +408,8 @@ class StepResult:
     terminated: np.ndarray  # (num_envs,) bool: MDP terminal state, no bootstrap
     truncated: np.ndarray  # (num_envs,) bool: time limit etc., bootstrap from final_obs
     final_obs: np.ndarray  # (num_envs, *obs_shape): true last obs where done, else == obs
+    action_mask: np.ndarray | None = None  # (num_envs, mask_dim) bool: legal actions in obs
+    final_action_mask: np.ndarray | None = None  # (num_envs, mask_dim): ... in final_obs
 
 
 class EnvRaised(DrlError):
@@ -442,7 +483,12 @@ class VecEnv:
         self.single_observation_space = probe.observation_space
         self.single_action_space = probe.action_space
         self.has_time_limit = has_time_limit(probe)
+        # Action masks (issue #19): "method" (action_masks()), "info" (info["action_mask"]).
+        self.mask_source = action_mask_source(probe)
         probe.close()
+        raw_space = self.single_observation_space
+        if vectorization == "workers":
+            check_workers_can_carry(cfg.id, raw_space, self.mask_source is not None)
         self.env: Any
         if vectorization == "workers":
             from drlcli.workers import WorkerVecEnv
@@ -465,7 +511,13 @@ class VecEnv:
             ]
             self.env = gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
         self._async = vectorization == "async"
-        obs_shape = self.single_observation_space.shape or ()
+        # What algorithms observe: the Box itself, or the float encoding of other spaces.
+        self.encoded = needs_encoding(raw_space)
+        algo_space = encoded_space(raw_space)
+        obs_shape = algo_space.shape or ()
+        # Normalization applies to vector keys only (issue #19).
+        keep_raw = raw_columns(raw_space)
+        self._raw_columns: np.ndarray | None = keep_raw if len(keep_raw) else None
         self.obs_shape: tuple[int, ...] = tuple(obs_shape)
         self.obs_rms = RunningMeanStd(self.obs_shape)
         self.ret_rms = RunningMeanStd(())
@@ -480,9 +532,19 @@ class VecEnv:
             self._low, self._high = space.low, space.high
         # Algorithms pick indices 0..n-1 (what their networks and buffers hold); a
         # Discrete(n, start=k) env gets k + index.
-        self._action_start = int(space.start) if isinstance(space, gym.spaces.Discrete) else 0
+        # MultiDiscrete(nvec, start) alike, entry by entry.
+        self._action_start: Any = 0
+        if isinstance(space, gym.spaces.Discrete):
+            self._action_start = int(space.start)
+        elif isinstance(space, gym.spaces.MultiDiscrete) and np.any(space.start):
+            self._action_start = np.asarray(space.start)
+        self._shift_actions = bool(np.any(self._action_start))
         obs_dtype = self.single_observation_space.dtype
-        self._float_obs = obs_dtype is not None and np.issubdtype(obs_dtype, np.floating)
+        self._float_obs = self.encoded or (
+            obs_dtype is not None and np.issubdtype(obs_dtype, np.floating)
+        )
+        self._mask_dim = mask_dim(space) if self.mask_source else 0
+        self._action_mask: np.ndarray | None = None
         self._obs: np.ndarray | None = None
         self._lives = np.zeros(num_envs)
 
@@ -491,7 +553,10 @@ class VecEnv:
         if not self.cfg.normalize_obs:
             return obs
         out = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
-        return np.clip(out, -self.cfg.clip_obs, self.cfg.clip_obs).astype(np.float32)
+        out = np.clip(out, -self.cfg.clip_obs, self.cfg.clip_obs).astype(np.float32)
+        if self._raw_columns is not None:  # one-hot, bits and pixels are not normalized
+            out[..., self._raw_columns] = obs[..., self._raw_columns]
+        return out
 
     def _process_obs(self, raw: np.ndarray, update: bool) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float32)
@@ -556,6 +621,8 @@ class VecEnv:
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         obs, info = self._call_env("reset", seed=self.seed if seed is None else seed)
+        obs = encode(self.single_observation_space, obs)
+        self._action_mask = self._read_masks(info)
         self._lives = np.asarray(info.get("lives", np.zeros(self.num_envs)))
         self._ep_return[:] = 0
         self._ep_length[:] = 0
@@ -568,9 +635,10 @@ class VecEnv:
     def step(self, actions: np.ndarray) -> StepResult:
         if self._is_box:
             actions = np.clip(actions, self._low, self._high)
-        elif self._action_start:
+        elif self._shift_actions:
             actions = actions + self._action_start
         obs, reward, terminated, truncated, info = self._call_env("step", actions)
+        obs = encode(self.single_observation_space, obs)
         reward = np.asarray(reward, dtype=np.float64)
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
@@ -594,7 +662,7 @@ class VecEnv:
         if done.any():
             raw_final = np.array(obs, dtype=np.float32, copy=True)
             for i in np.flatnonzero(done):
-                raw_final[i] = info["final_obs"][i]
+                raw_final[i] = self._encode_one(info["final_obs"][i])
                 self.episodes.append(
                     Episode(float(self._ep_return[i]), int(self._ep_length[i]), self.global_step)
                 )
@@ -621,9 +689,59 @@ class VecEnv:
             next_obs if raw_final is obs else self.normalize_obs(raw_final.astype(np.float32))
         )
         self._obs = next_obs
-        return StepResult(
+        result = StepResult(
             next_obs, reward.astype(np.float32), learner_terminated, truncated, final_obs
         )
+        if self.mask_source:
+            result.action_mask = self._action_mask = self._read_masks(info)
+            result.final_action_mask = self._final_masks(info, done)
+        return result
+
+    # --- observation encoding and action masks (issue #19) -------------------------------
+    def _encode_one(self, obs: Any) -> np.ndarray:
+        return encode_one(self.single_observation_space, obs)
+
+    @property
+    def action_mask(self) -> np.ndarray | None:
+        """The legal actions in the latest observations, (num_envs, mask_dim) bool, or None
+        when the env gives no masks (``drlcli.spaces``)."""
+        return self._action_mask
+
+    def _read_masks(self, info: dict[str, Any]) -> np.ndarray | None:
+        """Masks of the current observations: from the envs' ``action_masks()`` or the
+        ``action_mask`` key of ``info`` (all legal for an env whose info lacks it)."""
+        if not self.mask_source:
+            return None
+        space, n = self.single_action_space, self.num_envs
+        if self.mask_source == "method":
+            got = self._call_env("call", "action_masks")
+            masks = np.stack([np.asarray(m, dtype=bool).reshape(-1) for m in got])
+            return check_masks(masks, space, "action_masks()")
+        masks = np.ones((n, self._mask_dim), dtype=bool)
+        if "action_mask" in info:
+            given = np.asarray(info["action_mask"]).reshape(n, -1)
+            present = np.asarray(info.get("_action_mask", np.ones(n, dtype=bool)), dtype=bool)
+            if given.shape[1] != self._mask_dim:
+                check_masks(given, space, "info['action_mask']")  # raises, naming the shape
+            masks[present] = given[present].astype(bool)
+        return check_masks(masks, space, "info['action_mask']")
+
+    def _final_masks(self, info: dict[str, Any], done: np.ndarray) -> np.ndarray:
+        """Masks of the true next states: the current ones inside episodes; where an episode
+        ended, the final info's ``action_mask`` if the env gave one, else all legal (an
+        ``action_masks()`` method can no longer be asked about a state it left)."""
+        assert self._action_mask is not None
+        if not done.any():
+            return self._action_mask
+        out = self._action_mask.copy()
+        out[done] = True
+        final = info.get("final_info")
+        if isinstance(final, dict) and "action_mask" in final:
+            given = np.asarray(final["action_mask"]).reshape(self.num_envs, -1)
+            present = np.asarray(final.get("_action_mask", done), dtype=bool) & done
+            if given.shape[1] == self._mask_dim:
+                out[present] = given[present].astype(bool)
+        return out
 
     @property
     def obs(self) -> np.ndarray | None:
@@ -645,6 +763,7 @@ class VecEnv:
                     "ep_length": self._ep_length,
                     "disc_return": self._disc_return,
                     "lives": self._lives,
+                    "action_mask": self._action_mask,
                 }
             )
         except Exception:  # an env holding sockets, renderers, ...
@@ -669,6 +788,7 @@ class VecEnv:
         self._ep_length = state["ep_length"]
         self._disc_return = state["disc_return"]
         self._lives = state.get("lives", np.zeros(self.num_envs))
+        self._action_mask = state.get("action_mask")
 
     def drain_episodes(self) -> list[Episode]:
         eps, self.episodes = self.episodes, []

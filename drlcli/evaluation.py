@@ -14,7 +14,7 @@ from drlcli import registry
 from drlcli.algos.base import Algorithm, EnvInfo
 from drlcli.collector import evaluate
 from drlcli.config import EnvConfig, TrainConfig, train_config_from_dict
-from drlcli.envs import VecEnv, eval_env_config, make_single_env
+from drlcli.envs import VecEnv, action_mask_source, eval_env_config, make_single_env
 from drlcli.errors import DrlError
 from drlcli.hardware import resolve_device
 from drlcli.runner import MAX_EVAL_ENVS
@@ -47,7 +47,8 @@ def load_run(
     cfg = train_config_from_dict(state["config"])
     dev = resolve_device(device)
     probe = make_single_env(cfg.env)
-    info = EnvInfo(probe.observation_space, probe.action_space, cfg.env.num_envs)
+    masks = action_mask_source(probe) is not None
+    info = EnvInfo(probe.observation_space, probe.action_space, cfg.env.num_envs, masks)
     probe.close()
     algo = registry.build(cfg.algo, info, dev)
     algo.load_state_dict(state["algo"])

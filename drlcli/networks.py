@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -18,6 +18,11 @@ import torch
 from torch import nn
 
 from drlcli.errors import DrlError
+from drlcli.heads import BernoulliHead, MultiCategoricalHead
+from drlcli.spaces import image_parts
+
+if TYPE_CHECKING:
+    from drlcli.encoders import CombinedEncoder
 
 # Policy-head parameters: logits (B, n) for categorical heads, (mean (B, d), log_std (d,)) for
 # Gaussian ones. Typed loosely so algorithms can hold either head behind one interface.
@@ -665,23 +670,48 @@ class NatureCNN(nn.Module):
         return torch.relu(self.fc(self.convs(x / 255.0)))
 
 
+def image_torso(
+    space: gym.Space, hidden_sizes: Sequence[int], activation: str, ortho: bool
+) -> NatureCNN | CombinedEncoder:
+    """The torso for image observations: the Nature-CNN for a whole-image Box, the combined
+    encoder (a Nature-CNN per image plus an MLP for the rest; ``drlcli.encoders``) for a Dict /
+    Tuple holding images. Its ``out_features`` is the feature width."""
+    if image_parts(space):
+        from drlcli.encoders import CombinedEncoder  # it builds on this module's classes
+
+        return CombinedEncoder(space, hidden_sizes, activation, ortho)
+    return NatureCNN(space, ortho=ortho)
+
+
 def obs_dim(space: gym.Space) -> int:
     if not isinstance(space, gym.spaces.Box):
         raise DrlError(
-            f"Observation space {space} is not supported by the MLP policies: drlcli needs a "
-            "Box observation space (wrap discrete observations, e.g. with a one-hot wrapper)."
+            f"Observation space {space} is not supported by the MLP policies: they take a "
+            "Box observation space (other spaces reach them as the Box of their encoding, "
+            "EnvInfo.observation_space; drlcli.spaces)."
         )
     return int(np.prod(space.shape))
 
 
-def make_head(action_space: gym.Space) -> CategoricalHead | GaussianHead:
+# Every policy head: one interface (sample, mode, sample_and_log_prob, log_prob, entropy, kl).
+PolicyHead = CategoricalHead | GaussianHead | MultiCategoricalHead | BernoulliHead
+
+
+def make_head(action_space: gym.Space) -> PolicyHead:
+    """The policy head for ``action_space``: categorical (Discrete), diagonal Gaussian (1-D
+    Box), one categorical per entry (1-D MultiDiscrete) or one Bernoulli per bit (1-D
+    MultiBinary; ``drlcli.heads``). Raises DrlError for any other space."""
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalHead(int(action_space.n))
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return GaussianHead(int(action_space.shape[0]))
+    if isinstance(action_space, gym.spaces.MultiDiscrete) and len(action_space.shape) == 1:
+        return MultiCategoricalHead(action_space.nvec.tolist())
+    if isinstance(action_space, gym.spaces.MultiBinary) and len(action_space.shape) == 1:
+        return BernoulliHead(int(action_space.shape[0]))
     raise DrlError(
         f"Action space {action_space} is not supported: actor-critic policies take "
-        "Discrete or 1-D Box action spaces."
+        "Discrete, 1-D Box, 1-D MultiDiscrete or 1-D MultiBinary action spaces."
     )
 
 
@@ -720,7 +750,7 @@ class ActorCritic(nn.Module):
         use_expln: bool = False,
     ):
         super().__init__()
-        self.head: CategoricalHead | GaussianHead = make_head(action_space)
+        self.head: PolicyHead = make_head(action_space)
         self.continuous = isinstance(self.head, GaussianHead)
         self.use_sde = use_sde
         check_sde_action_space(self, action_space)
@@ -731,7 +761,8 @@ class ActorCritic(nn.Module):
             )
         out = self.head.param_dim
         self.out_dim = out
-        self.image = is_image(observation_space)
+        # Images: a whole-image Box, or images inside a Dict / Tuple (drlcli.spaces.EncodedBox).
+        self.image = is_image(observation_space) or bool(image_parts(observation_space))
         if self.image and layout == "separate":
             raise DrlError(
                 f"Image observations {observation_space.shape} get a shared Nature-CNN torso, "
@@ -742,9 +773,11 @@ class ActorCritic(nn.Module):
         self.layout = "shared" if self.shared else layout
         if self.image:
             # Atari convention (Mnih et al. 2015; PPO paper): one CNN torso, two linear heads.
-            self.torso: nn.Module = NatureCNN(observation_space, ortho=ortho_init)
-            self.actor_out = layer_init(nn.Linear(512, out), 0.01, ortho_init)
-            self.critic_out = layer_init(nn.Linear(512, 1), 1.0, ortho_init)
+            torso = image_torso(observation_space, hidden_sizes, activation, ortho_init)
+            feats = torso.out_features
+            self.torso: nn.Module = torso
+            self.actor_out = layer_init(nn.Linear(feats, out), 0.01, ortho_init)
+            self.critic_out = layer_init(nn.Linear(feats, 1), 1.0, ortho_init)
         elif self.layout == "shared":
             in_dim = obs_dim(observation_space)
             self.torso = mlp(in_dim, hidden_sizes, None, activation, ortho=ortho_init)
@@ -877,13 +910,13 @@ class RecurrentActorCritic(nn.Module):
         super().__init__()
         if rnn_type not in ("gru", "lstm"):
             raise DrlError(f"Unknown algo.rnn_type '{rnn_type}'. Valid choices: gru, lstm.")
-        if is_image(observation_space):
+        if is_image(observation_space) or image_parts(observation_space):
             raise DrlError(
                 f"The recurrent policy takes vector observations, not images "
                 f"{observation_space.shape}; use algo=ppo (frame stacking gives it memory)."
             )
         in_dim = obs_dim(observation_space)
-        self.head: CategoricalHead | GaussianHead = make_head(action_space)
+        self.head: PolicyHead = make_head(action_space)
         self.continuous = isinstance(self.head, GaussianHead)
         self.rnn_type = rnn_type
         self.rnn_hidden = rnn_hidden

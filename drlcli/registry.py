@@ -18,6 +18,7 @@ import torch
 
 from drlcli.algos.base import Algorithm, AlgoSpec, EnvInfo
 from drlcli.errors import DrlError, did_you_mean
+from drlcli.spaces import has_images, observation_problem
 
 # One line per algorithm module (each declares SPECS, a tuple of AlgoSpec).
 ALGORITHM_MODULES = (
@@ -60,26 +61,46 @@ def _space_names(types: tuple[type, ...]) -> str:
     return " or ".join(t.__name__ for t in types)
 
 
+def _action_words(s: AlgoSpec) -> str:
+    factored = {gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary}
+    return _space_names(s.action_spaces) + (" (1-D)" if factored & set(s.action_spaces) else "")
+
+
 def describe_spaces(s: AlgoSpec) -> tuple[str, str]:
-    """(observation spaces, action spaces) in words, for ``drl list`` and errors."""
-    obs = _space_names(s.observation_spaces) + (" (vectors or images)" if s.images else " vectors")
-    act = _space_names(s.action_spaces)
-    if gym.spaces.Box in s.action_spaces:
-        act += " (1-D)"
+    """(observation spaces, action spaces) in words, for ``drl list``, the README and errors."""
+    containers = (gym.spaces.Dict, gym.spaces.Tuple)
+    leaves = [t.__name__ for t in s.observation_spaces if t not in containers]
+    obs = ", ".join(leaves) + (" vectors" if len(leaves) == 1 else "")
+    if set(containers) & set(s.observation_spaces):
+        obs += ", Dict/Tuple of these"
+    if s.images:
+        obs += "; images"
+    act = _action_words(s)
+    if s.action_masks:
+        act += "; action masks"
     return obs, act
 
 
-def check_compatible(name: str, observation_space: gym.Space, action_space: gym.Space) -> None:
-    """Raise DrlError when algorithm ``name`` cannot observe or act in these spaces, naming what
-    it supports (from its spec) and a way out."""
+def check_compatible(
+    name: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    action_masks: bool = False,
+    cfg: object = None,
+) -> None:
+    """Raise DrlError when algorithm ``name`` cannot observe or act in these spaces, or cannot
+    honour the action masks the env provides (``action_masks``), naming what it supports (from
+    its spec) and a way out. ``cfg``: the algo config, for settings that change what it
+    supports (a recurrent PPO policy takes no masks)."""
     s = spec(name)
     supported = s.action_spaces
+    factored = (gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
     if not isinstance(action_space, supported) or (
-        isinstance(action_space, gym.spaces.Box) and len(action_space.shape) != 1
+        isinstance(action_space, factored) and len(action_space.shape) != 1
     ):
         raise DrlError(
             f"algo={name} cannot act in the action space {action_space}: it supports "
-            f"{describe_spaces(s)[1]} action spaces. {s.hint} "
+            f"{_action_words(s)} action spaces. {s.hint} "
             "Pick another algorithm or env (`drl list`)."
         )
     if not isinstance(observation_space, s.observation_spaces):
@@ -87,14 +108,45 @@ def check_compatible(name: str, observation_space: gym.Space, action_space: gym.
             f"algo={name} needs a {_space_names(s.observation_spaces)} observation space, got "
             f"{observation_space}; wrap the env (env.wrappers) to produce array observations."
         )
-    image = isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 3
-    if image and not s.images:
-        image_algos = sorted(n for n, other in specs().items() if other.images)
+    problem = observation_problem(observation_space)
+    if problem is not None:
         raise DrlError(
-            f"algo={name} takes vector observations; this env gives images "
-            f"{observation_space.shape}. Image observations get a Nature-CNN policy with "
+            f"algo={name} cannot observe {observation_space}: {problem}. "
+            "Wrap the env (env.wrappers) to produce supported observations."
+        )
+    if has_images(observation_space) and not s.images:
+        image_algos = sorted(n for n, other in specs().items() if other.images)
+        what = (
+            f"images {observation_space.shape}"
+            if isinstance(observation_space, gym.spaces.Box)
+            else f"observations holding images ({observation_space})"
+        )
+        raise DrlError(
+            f"algo={name} takes vector observations; this env gives {what}. Image "
+            "observations (also images inside a Dict / Tuple) get a Nature-CNN policy with "
             f"{' or '.join(image_algos)} (e.g. `drl train algo=ppo env=pong`)."
         )
+    if has_images(observation_space) and getattr(cfg, "recurrent", False):
+        raise DrlError(
+            "The recurrent PPO policy (algo.recurrent=true) takes vector observations; this env "
+            "gives images. Use algo=ppo (frame stacking gives it memory) or a2c."
+        )
+    if action_masks:
+        masked = sorted(n for n, other in specs().items() if other.action_masks)
+        why = ""
+        if not s.action_masks:
+            why = f"algo={name} does not use them"
+        elif getattr(cfg, "recurrent", False):
+            why = "the recurrent PPO policy (algo.recurrent=true) does not use them yet"
+        elif not isinstance(action_space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
+            why = f"masks are supported for Discrete and MultiDiscrete actions, not {action_space}"
+        if why:
+            raise DrlError(
+                f"This env provides action masks (an action_mask info key or an action_masks() "
+                f"method) but {why}, so it could pick illegal actions. Algorithms that honour "
+                f"masks: {', '.join(masked)} (feed-forward policies, Discrete or MultiDiscrete "
+                "actions)."
+            )
 
 
 def build(cfg: object, env_info: EnvInfo, device: torch.device) -> Algorithm:
@@ -103,7 +155,13 @@ def build(cfg: object, env_info: EnvInfo, device: torch.device) -> Algorithm:
     Raises DrlError for an unknown name, spaces it cannot handle or settings that cannot work.
     """
     name = str(getattr(cfg, "name", None))
-    check_compatible(name, env_info.observation_space, env_info.action_space)
+    check_compatible(
+        name,
+        env_info.raw_observation_space or env_info.observation_space,
+        env_info.action_space,
+        env_info.action_masks,
+        cfg,
+    )
     validate(cfg, env_info.num_envs)
     return spec(name).factory(cfg, env_info, device)
 

@@ -29,8 +29,8 @@ from drlcli.envs import VecEnv, eval_env_config
 from drlcli.errors import DrlError
 from drlcli.interrupts import Interrupted
 from drlcli.logger import Logger, flatten
-from drlcli.networks import is_image
 from drlcli.returns import budget_progress
+from drlcli.spaces import has_images
 
 MAX_EVAL_ENVS = 16
 
@@ -153,7 +153,12 @@ def _in_main_thread() -> bool:
 
 def env_info_of(env: VecEnv) -> EnvInfo:
     """The spaces and env count an algorithm is built for (it never gets the env itself)."""
-    return EnvInfo(env.single_observation_space, env.single_action_space, env.num_envs)
+    return EnvInfo(
+        env.single_observation_space,
+        env.single_action_space,
+        env.num_envs,
+        action_masks=env.mask_source is not None,
+    )
 
 
 def build_envs(
@@ -284,7 +289,7 @@ def train(
     env, eval_env = build_envs(
         cfg, resolved.vectorization, resolved.num_workers, 1 if asynchronous else None
     )
-    hardware.choose_threads(cfg.hardware, resolved, is_image(env.single_observation_space))
+    hardware.choose_threads(cfg.hardware, resolved, has_images(env.single_observation_space))
     algo: Algorithm | None = None
     try:
         algo = registry.build(cfg.algo, env_info_of(env), device)

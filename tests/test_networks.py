@@ -66,8 +66,8 @@ def test_actor_critic_shapes(shared):
 def test_unsupported_spaces_are_clear():
     with pytest.raises(DrlError, match="Box observation space"):
         ActorCritic(gym.spaces.Discrete(4), gym.spaces.Discrete(2), [8])
-    with pytest.raises(DrlError, match="Discrete or 1-D Box"):
-        ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.MultiBinary(3), [8])
+    with pytest.raises(DrlError, match="1-D MultiDiscrete or 1-D MultiBinary"):
+        ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.MultiBinary((2, 2)), [8])
 
 
 def sequential_copies(net, activation: str) -> list[torch.nn.Sequential]:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from drlcli.algos.base import DISCRETE_AND_BOX, AlgoSpec, EnvInfo
+from drlcli.algos.base import POLICY_GRADIENT_ACTIONS, AlgoSpec, EnvInfo
 from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import A2CConfig, ACConfig
 from drlcli.networks import FlatParams
@@ -63,6 +63,7 @@ class A2C(OnPolicy):
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
         dist_params, value = self.policy.dist_and_value(obs)
+        dist_params = self.masked(dist_params)  # the rollout's action masks, if any
         logp = head.log_prob(dist_params, act)
         pg_loss = -(logp * adv).mean()
         v_loss = F.mse_loss(value, ret)
@@ -143,7 +144,14 @@ class AC(OnPolicy):
 
 SPECS = (
     AlgoSpec(
-        "a2c", A2CConfig, A2C, DISCRETE_AND_BOX, "on-policy", images=True, validate=validate_a2c
+        "a2c",
+        A2CConfig,
+        A2C,
+        POLICY_GRADIENT_ACTIONS,
+        "on-policy",
+        images=True,
+        validate=validate_a2c,
+        action_masks=True,
     ),
-    AlgoSpec("ac", ACConfig, AC, DISCRETE_AND_BOX, "on-policy", validate=validate_a2c),
+    AlgoSpec("ac", ACConfig, AC, POLICY_GRADIENT_ACTIONS, "on-policy", validate=validate_a2c),
 )

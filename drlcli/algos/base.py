@@ -18,15 +18,44 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from drlcli.errors import DrlError
+from drlcli.spaces import encoded_space
+
 
 @dataclass
 class EnvInfo:
     """What an algorithm knows of the envs it learns from: one env's spaces and how many run
-    side by side (storage is shaped ``(num_steps, num_envs, ...)``)."""
+    side by side (storage is shaped ``(num_steps, num_envs, ...)``).
+
+    ``observation_space`` is what the algorithm observes: pass the env's own space; a space
+    other than a Box (Discrete, MultiDiscrete, MultiBinary, Dict, Tuple) is replaced by the Box
+    of its float encoding (``drlcli.spaces.encoded_space``; the env side encodes the
+    observations alike) and kept as ``raw_observation_space``. Raises DrlError for a space
+    that has no encoding. ``action_masks``: the env says which actions are legal (issue #19);
+    the collector then calls ``act_masked`` / ``predict_masked``.
+    """
 
     observation_space: gym.Space
     action_space: gym.Space
     num_envs: int
+    action_masks: bool = False
+    raw_observation_space: gym.Space | None = None
+
+    def __post_init__(self) -> None:
+        if self.raw_observation_space is None:
+            self.raw_observation_space = self.observation_space
+        self.observation_space = encoded_space(self.observation_space)
+
+
+# Observation spaces every vector algorithm takes (non-Box ones through drlcli.spaces.encode).
+VECTOR_OBSERVATIONS: tuple[type, ...] = (
+    gym.spaces.Box,
+    gym.spaces.Discrete,
+    gym.spaces.MultiDiscrete,
+    gym.spaces.MultiBinary,
+    gym.spaces.Dict,
+    gym.spaces.Tuple,
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +70,12 @@ class AlgoSpec:
     config:             the typed config dataclass (every hyperparameter declared once).
     factory:            ``factory(cfg, env_info, device) -> Algorithm``.
     action_spaces:      gymnasium space classes the policy can act in (Box: 1-D only).
-    observation_spaces: space classes it can observe (Box vectors; images too if ``images``).
+    observation_spaces: space classes it can observe (Box vectors; images too if ``images``;
+                        Discrete, MultiDiscrete, MultiBinary, Dict and Tuple of vector parts
+                        through their float encoding, ``drlcli.spaces``).
     images:             whether its networks switch to a Nature-CNN torso for image Boxes.
+    action_masks:       whether it honours the action masks an env provides (never picks a
+                        masked action, in training or evaluation; issue #19).
     validate:           ``validate(cfg, num_envs, env_cfg)`` raising DrlError on settings that
                         cannot work; needs no env or network, runs before any run dir exists.
     hint:               one sentence added to an incompatible-space error.
@@ -54,14 +87,22 @@ class AlgoSpec:
     factory: Callable[[Any, EnvInfo, torch.device], Algorithm]
     action_spaces: tuple[type, ...]
     family: str
-    observation_spaces: tuple[type, ...] = (gym.spaces.Box,)
+    observation_spaces: tuple[type, ...] = VECTOR_OBSERVATIONS
     images: bool = False
     validate: Callable[[Any, int, Any], None] | None = None
     hint: str = ""
+    action_masks: bool = False
 
 
 CONTINUOUS_HINT = "acts in continuous (Box) spaces; for discrete actions use dqn or ppo."
 DISCRETE_AND_BOX = (gym.spaces.Discrete, gym.spaces.Box)
+# The policy-gradient family's heads (drlcli.networks.make_head): Box and the factored spaces 1-D.
+POLICY_GRADIENT_ACTIONS = (
+    gym.spaces.Discrete,
+    gym.spaces.Box,
+    gym.spaces.MultiDiscrete,
+    gym.spaces.MultiBinary,
+)
 
 
 @dataclass
@@ -77,6 +118,7 @@ class VectorStep:
                  else the same as ``next_obs``.
     next_obs:    (num_envs, *obs_shape) what the next action is chosen from (envs auto-reset).
     global_step: env steps of the run after this step (all envs together).
+    action_mask, next_action_mask: see the fields (None without masks).
     """
 
     obs: np.ndarray
@@ -86,6 +128,12 @@ class VectorStep:
     final_obs: np.ndarray
     next_obs: np.ndarray
     global_step: int
+    # Action masks (issue #19), None when the env gives none: (num_envs, mask_dim) bool.
+    # action_mask: the mask ``act_masked`` got for ``obs``; next_action_mask: the legal actions
+    # in the true next state (``final_obs``'s where an episode ended, all legal where the env
+    # did not say), for targets that maximize over next actions (DQN).
+    action_mask: np.ndarray | None = None
+    next_action_mask: np.ndarray | None = None
 
 
 class Algorithm(ABC):
@@ -127,6 +175,19 @@ class Algorithm(ABC):
 
     @abstractmethod
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray: ...
+
+    def act_masked(self, obs: np.ndarray, global_step: int, action_mask: np.ndarray) -> np.ndarray:
+        """``act`` for an env that gives action masks: ``action_mask`` (num_envs, mask_dim) bool,
+        True where legal (``drlcli.spaces``); a masked action is never returned. Algorithms
+        whose spec declares ``action_masks`` override it; the registry refuses masked envs for
+        the others before a run starts, so reaching this default is a bug (DrlError)."""
+        raise DrlError(f"{type(self).__name__} cannot honour action masks.")
+
+    def predict_masked(
+        self, obs: np.ndarray, action_mask: np.ndarray, deterministic: bool = True
+    ) -> np.ndarray:
+        """``predict`` honouring ``action_mask`` (B, mask_dim) bool; see :meth:`act_masked`."""
+        raise DrlError(f"{type(self).__name__} cannot honour action masks.")
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]: ...

@@ -19,13 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drlcli.algos.base import AlgoSpec, EnvInfo
+from drlcli.algos.base import AlgoSpec, EnvInfo, VectorStep
 from drlcli.algos.offpolicy import OffPolicy, offpolicy_problems, raise_offpolicy_problems
 from drlcli.buffers import PrioritizedReplayBuffer
 from drlcli.config import DQNConfig
 from drlcli.errors import DrlError
-from drlcli.networks import FlatParams, NatureCNN, is_image, mlp, obs_dim
+from drlcli.networks import FlatParams, image_torso, is_image, mlp, obs_dim
 from drlcli.returns import polyak_update
+from drlcli.spaces import image_parts
 
 
 def double_dqn_target(
@@ -35,8 +36,16 @@ def double_dqn_target(
     terminated: torch.Tensor,
     discounts: torch.Tensor,
     double: bool,
+    next_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """TD target from next-state Q values (B, A) of the online and target networks."""
+    """TD target from next-state Q values (B, A) of the online and target networks.
+
+    ``next_mask`` (B, A) bool, True where an action is legal in s' (issue #19): the max (and
+    double DQN's argmax) runs over legal next actions only. Every row must allow one action.
+    """
+    if next_mask is not None:
+        q_online_next = q_online_next.masked_fill(~next_mask, -torch.inf)
+        q_target_next = q_target_next.masked_fill(~next_mask, -torch.inf)
     if double:
         best = q_online_next.argmax(dim=1, keepdim=True)
         next_q = q_target_next.gather(1, best).squeeze(1)
@@ -69,10 +78,10 @@ class QNetwork(nn.Module):
     ):
         super().__init__()
         self.dueling = dueling
-        self.image = is_image(space)
+        self.image = is_image(space) or bool(image_parts(space))
         self.torso: nn.Module
-        if self.image:
-            self.torso = NatureCNN(space, ortho=False)
+        if self.image:  # the Nature-CNN, or the combined encoder for images inside a Dict
+            self.torso = image_torso(space, hidden, activation, False)
             if not dueling:
                 self.q: nn.Module = nn.Linear(self.torso.out_features, n_actions)
         elif dueling:
@@ -117,10 +126,13 @@ class DQN(OffPolicy):
         self.flat = FlatParams(list(self.q.parameters()))
         self.flat_target = FlatParams(list(self.q_target.parameters()))
         self.optimizer = self.flat.optimizer(torch.optim.Adam, lr=cfg.learning_rate, fused=True)
+        self.masks = env_info.action_masks
+        self._act_mask: np.ndarray | None = None  # the masks of the observations being acted on
         self.replay = self.make_replay(
             (),
             np.int64,
             cfg.prioritized,
+            mask_dim=self.n_actions if self.masks else 0,
             **({"alpha": cfg.per_alpha, "eps": cfg.per_eps} if cfg.prioritized else {}),
         )
         self.last_target_update = 0
@@ -139,15 +151,47 @@ class DQN(OffPolicy):
     def explore(self, obs: np.ndarray, random: bool) -> tuple[np.ndarray, np.ndarray]:
         n = len(obs)
         self.epsilon = 1.0 if random else self.epsilon_at(self.progress)
-        actions = self.rng.integers(0, self.n_actions, size=n)
+        mask = self._act_mask
+        if mask is None:
+            actions = self.rng.integers(0, self.n_actions, size=n)
+        else:  # uniform over the legal actions: the argmax of uniform noise on them
+            actions = np.where(mask, self.rng.random(mask.shape), -1.0).argmax(axis=1)
         greedy = self.rng.random(n) >= self.epsilon
         if greedy.any():
-            actions[greedy] = self.predict(obs[greedy])
+            actions[greedy] = self._predict(
+                obs[greedy], True, None if mask is None else mask[greedy]
+            )
         return actions, actions
 
+    def act_masked(self, obs: np.ndarray, global_step: int, action_mask: np.ndarray) -> np.ndarray:
+        """epsilon-greedy over the legal actions only (issue #19)."""
+        self._act_mask = action_mask
+        try:
+            return self.act(obs, global_step)
+        finally:
+            self._act_mask = None
+
+    def observe(self, step: VectorStep) -> bool:
+        if self.masks:
+            nxt = step.next_action_mask
+            self.replay.set_next_mask(True if nxt is None else nxt)  # type: ignore[arg-type]
+        return super().observe(step)
+
+    def predict_masked(
+        self, obs: np.ndarray, action_mask: np.ndarray, deterministic: bool = True
+    ) -> np.ndarray:
+        return self._predict(obs, deterministic, action_mask)
+
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return self._predict(obs, deterministic, None)
+
+    def _predict(
+        self, obs: np.ndarray, deterministic: bool, action_mask: np.ndarray | None
+    ) -> np.ndarray:
         with torch.inference_mode():
             q = self.q(torch.as_tensor(obs, device=self.device))
+            if action_mask is not None:
+                q = q.masked_fill(~torch.as_tensor(action_mask, device=self.device), -torch.inf)
         return q.argmax(dim=1).cpu().numpy()
 
     def learn(self, gradient_steps: int) -> dict[str, float]:
@@ -171,6 +215,7 @@ class DQN(OffPolicy):
                     b["terminated"],
                     b["discounts"],
                     cfg.double,
+                    b.get("next_masks"),
                 )
             q = self.q(b["obs"]).gather(1, b["actions"].long().unsqueeze(1)).squeeze(1)
             if cfg.loss == "huber":
@@ -219,5 +264,6 @@ SPECS = (
         images=True,
         validate=validate_dqn,
         hint="DQN picks among discrete actions; for continuous actions use sac, td3 or ddpg.",
+        action_masks=True,
     ),
 )

@@ -16,6 +16,7 @@ from drlcli.buffers import PrioritizedReplayBuffer, ReplayBuffer
 from drlcli.config import OffPolicyConfig
 from drlcli.errors import DrlError
 from drlcli.networks import is_image, obs_dim, sde_problems, snapshot
+from drlcli.spaces import image_parts
 
 
 def physical_memory() -> int | None:
@@ -89,6 +90,7 @@ class OffPolicy(Algorithm):
         action_shape: tuple[int, ...],
         action_dtype: Any,
         prioritized: bool = False,
+        mask_dim: int = 0,
         **per: Any,
     ) -> ReplayBuffer:
         space = self.env_info.observation_space
@@ -98,6 +100,13 @@ class OffPolicy(Algorithm):
         image = is_image(space)
         pixels = image and np.dtype(space.dtype) == np.uint8
         cls = PrioritizedReplayBuffer if prioritized else ReplayBuffer
+        # Images inside a Dict observation: their uint8 pixels stay uint8 in replay (issue #19).
+        pixel_parts = [p for p in image_parts(space) if p.uint8]
+        pixel_columns = (
+            np.concatenate([np.arange(p.start, p.start + p.size) for p in pixel_parts])
+            if pixel_parts
+            else None
+        )
         replay = cls(
             self.cfg.buffer_size,
             self.env_info.num_envs,
@@ -106,6 +115,8 @@ class OffPolicy(Algorithm):
             action_dtype,
             obs_dtype=np.uint8 if pixels else np.float32,
             compact=image,
+            mask_dim=mask_dim,
+            pixel_columns=pixel_columns,
             **per,
         )
         check_memory(replay.nbytes, self.cfg.buffer_size)

@@ -18,6 +18,7 @@ from drlcli.config import OnPolicyConfig
 from drlcli.errors import DrlError
 from drlcli.networks import ActorCritic, sde_problems, snapshot
 from drlcli.returns import gae
+from drlcli.spaces import mask_dim, mask_logits
 
 
 def common_problems(cfg: OnPolicyConfig) -> list[str]:
@@ -80,15 +81,27 @@ def rollout_gae(buf: RolloutBuffer, gamma: float, lam: float) -> tuple[torch.Ten
     return gae(buf.rewards, buf.values, buf.next_values, buf.terminated, buf.dones, gamma, lam)
 
 
-def rollout_act(policy: ActorCritic, buf: RolloutBuffer, t: int, obs: np.ndarray) -> np.ndarray:
+def rollout_act(
+    policy: ActorCritic,
+    buf: RolloutBuffer,
+    t: int,
+    obs: np.ndarray,
+    action_mask: np.ndarray | None = None,
+) -> np.ndarray:
     """Sample actions for rollout row ``t`` from ``obs`` (num_envs, *obs_shape): stores the
-    observation, action, log-prob and V(s) in ``buf`` and returns the env actions. Call without
-    grad (the collector runs under inference mode)."""
+    observation, action, log-prob and V(s) in ``buf`` and returns the env actions. With
+    ``action_mask`` (num_envs, mask_dim) bool (the buffer was built with ``mask_dim``), masked
+    actions get probability 0 and the mask is stored for the update. Call without grad (the
+    collector runs under inference mode)."""
     buf.np_obs[t] = obs
     obs_t = torch.from_numpy(buf.np_obs[t])
     if not buf.on_cpu:
         obs_t = obs_t.to(buf.device, non_blocking=True)
     params, value = policy.dist_and_value(obs_t)
+    if action_mask is not None:
+        assert buf.np_masks is not None, "a masked rollout needs a buffer with mask_dim"
+        buf.np_masks[t] = action_mask
+        params = mask_logits(params, torch.as_tensor(action_mask, device=buf.device))
     action, logprob = policy.head.sample_and_log_prob(params)
     buf.actions[t] = action
     buf.logprobs[t] = logprob
@@ -145,8 +158,15 @@ class OnPolicy(Algorithm):
         obs_shape = tuple(info.observation_space.shape or ())
         act_shape = tuple(info.action_space.shape or ())
         act_dtype = torch.float32 if self.policy.continuous else torch.long
+        masks = mask_dim(info.action_space) if info.action_masks else 0
         return RolloutBuffer(
-            self.cfg.num_steps, info.num_envs, obs_shape, act_shape, act_dtype, self.device
+            self.cfg.num_steps,
+            info.num_envs,
+            obs_shape,
+            act_shape,
+            act_dtype,
+            self.device,
+            mask_dim=masks,
         )
 
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -175,9 +195,35 @@ class OnPolicy(Algorithm):
         assert self.buffer is not None
         rollout_finish(self.policy, self.buffer, next_obs)
 
+    def act_masked(self, obs: np.ndarray, global_step: int, action_mask: np.ndarray) -> np.ndarray:
+        assert self.buffer is not None
+        return rollout_act(self.policy, self.buffer, self.t, obs, action_mask)
+
+    def masked(self, params: Any, idx: torch.Tensor | None = None) -> Any:
+        """Policy parameters of rollout samples (all, or the flat indices ``idx``) with the
+        masks stored for them applied (issue #19); unchanged when the rollout has no masks.
+        Learning must see the distribution the actions were sampled from."""
+        buf = self.buffer
+        if buf is None or buf.masks is None:
+            return params
+        masks = buf.flat("masks")
+        return mask_logits(params, masks if idx is None else masks[idx])
+
+    def predict_masked(
+        self, obs: np.ndarray, action_mask: np.ndarray, deterministic: bool = True
+    ) -> np.ndarray:
+        return self._predict(obs, deterministic, action_mask)
+
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return self._predict(obs, deterministic, None)
+
+    def _predict(
+        self, obs: np.ndarray, deterministic: bool, action_mask: np.ndarray | None
+    ) -> np.ndarray:
         with torch.inference_mode():
             params = self.policy.dist(torch.as_tensor(obs, device=self.device))
+            if action_mask is not None:
+                params = mask_logits(params, torch.as_tensor(action_mask, device=self.device))
             head = self.policy.head
             action = head.mode(params) if deterministic else head.sample(params)
         return to_env_actions(action, self.policy.continuous)
@@ -207,7 +253,10 @@ class OnPolicy(Algorithm):
     def entropy_metrics(self, obs: torch.Tensor) -> dict[str, float]:
         out: dict[str, float] = {"charts/learning_rate": self.learning_rate}
         with torch.no_grad():
-            out["losses/entropy"] = float(self.policy.head.entropy(self.policy.dist(obs)).mean())
+            params = self.policy.dist(obs)
+            if self.buffer is not None and len(obs) == self.buffer.size:
+                params = self.masked(params)  # the rollout's own observations
+            out["losses/entropy"] = float(self.policy.head.entropy(params).mean())
             if self.policy.continuous:
                 out["charts/action_std"] = self.policy.action_std(obs)
         return out

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from drlcli.algos.base import DISCRETE_AND_BOX, Algorithm, AlgoSpec, EnvInfo
+from drlcli.algos.base import POLICY_GRADIENT_ACTIONS, Algorithm, AlgoSpec, EnvInfo
 from drlcli.algos.onpolicy import OnPolicy, common_problems, raise_problems
 from drlcli.config import PPOConfig
 from drlcli.networks import DistParams, FlatParams, snapshot
@@ -128,14 +128,16 @@ class PPO(OnPolicy):
             yield idx, idx
 
     def forward(self, obs: torch.Tensor, key: Any) -> tuple[DistParams, torch.Tensor]:
-        """Policy parameters and values for a minibatch (``obs`` already gathered)."""
-        return self.policy.dist_and_value(obs)
+        """Policy parameters and values for a minibatch (``obs`` already gathered; ``key``: its
+        flat rollout indices, None for the whole rollout), action masks applied."""
+        params, value = self.policy.dist_and_value(obs)
+        return self.masked(params, key), value
 
     def old_dist(self, obs: torch.Tensor) -> DistParams:
         """pi_old's distribution parameters for ``obs``, copied: they must not move with the
         live log_std while the epochs train (issue #14)."""
         with torch.no_grad():
-            return snapshot(self.policy.dist(obs))
+            return snapshot(self.masked(self.policy.dist(obs)))
 
     # --- learning ------------------------------------------------------------------------
     def update(self, progress: float) -> dict[str, float]:
@@ -232,7 +234,7 @@ class PPO(OnPolicy):
         return out
 
     def final_dist(self, b_obs: torch.Tensor) -> DistParams:
-        return self.policy.dist(b_obs)
+        return self.masked(self.policy.dist(b_obs))
 
     def extra_state(self) -> dict[str, Any]:
         return {"kl_beta": self.kl_beta}
@@ -263,9 +265,10 @@ SPECS = (
         "ppo",
         PPOConfig,
         make_ppo,
-        DISCRETE_AND_BOX,
+        POLICY_GRADIENT_ACTIONS,
         "on-policy",
         images=True,
         validate=validate_ppo,
+        action_masks=True,
     ),
 )

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from drlcli.algos.base import DISCRETE_AND_BOX, AlgoSpec, EnvInfo, VectorStep, to_env_actions
+from drlcli.algos.base import POLICY_GRADIENT_ACTIONS, AlgoSpec, EnvInfo, VectorStep, to_env_actions
 from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import ReinforceConfig
 from drlcli.returns import discounted_returns, explained_variance
@@ -191,7 +191,7 @@ SPECS = (
         "reinforce",
         ReinforceConfig,
         Reinforce,
-        DISCRETE_AND_BOX,
+        POLICY_GRADIENT_ACTIONS,
         "on-policy",
         validate=validate_reinforce,
     ),

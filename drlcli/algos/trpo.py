@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from drlcli.algos.base import DISCRETE_AND_BOX, AlgoSpec, EnvInfo
+from drlcli.algos.base import POLICY_GRADIENT_ACTIONS, AlgoSpec, EnvInfo
 from drlcli.algos.onpolicy import OnPolicy, common_problems, descend, raise_problems
 from drlcli.config import TRPOConfig
 from drlcli.networks import ActorCritic, DistParams, snapshot
@@ -187,4 +187,8 @@ class TRPO(OnPolicy):
         return out
 
 
-SPECS = (AlgoSpec("trpo", TRPOConfig, TRPO, DISCRETE_AND_BOX, "on-policy", validate=validate_trpo),)
+SPECS = (
+    AlgoSpec(
+        "trpo", TRPOConfig, TRPO, POLICY_GRADIENT_ACTIONS, "on-policy", validate=validate_trpo
+    ),
+)

@@ -11,11 +11,13 @@ parameters, ``clip_grad_norm_`` -- is timed beside it, at the sizes drlcli train
 3. TRPO / NPG: one Fisher-vector product (KL forward, double backward) through the 64x64 tanh
    actor on a full CartPole batch (8 envs x 1024 steps), as conjugate gradient runs ~11 per
    update.
-4. the removed ``fast_tanh``'s sigmoid path against ``torch.tanh`` on the activation shapes of
+4. ``fast_tanh``'s sigmoid path against ``torch.tanh`` on the activation shapes of
    (1) and a 2048 x 64 batch, forward and forward + backward.
 
-The two tricks issue #18 removed -- StackedMLP's hand-written backward and ``fast_tanh`` -- are
-kept below (only here), as "+ removed ..." cases, so their measurement can be repeated.
+StackedMLP's hand-written backward, which issue #18 removed, is kept below (only here) as a
+"+ removed ..." case so its measurement can be repeated. ``fast_tanh`` was removed in #18 and
+restored at a higher size threshold when the whole-run comparison (bench_revisions.py) showed
+PPO 0.93x without it: its rows are now "- fast_tanh (torch.tanh)".
 
 The cases of a table are run interleaved (each repeat runs every case once, in a rotating
 order), on one thread; each figure is the median over repeats of the mean time per call.
@@ -100,8 +102,8 @@ def custom_backward(net: StackedMLP) -> None:
 
 
 class RemovedSigmoidTanh(torch.autograd.Function):
-    """fast_tanh's autograd path as drlcli had it until issue #18: tanh(x) = 2 sigmoid(2x) - 1
-    with tanh's one-op backward (kept here only to repeat the measurement)."""
+    """fast_tanh's autograd path (drlcli.networks._SigmoidTanh) at any size: tanh(x) =
+    2 sigmoid(2x) - 1 with tanh's one-op backward."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
@@ -116,15 +118,10 @@ class RemovedSigmoidTanh(torch.autograd.Function):
 
 
 def sigmoid_tanh(x: torch.Tensor) -> torch.Tensor:
-    """The removed fast_tanh's sigmoid path, at any size."""
+    """fast_tanh's sigmoid path, at any size."""
     if torch.is_grad_enabled() and x.requires_grad:
         return RemovedSigmoidTanh.apply(x)
     return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
-
-
-def removed_fast_tanh(x: torch.Tensor) -> torch.Tensor:
-    """The removed fast_tanh: torch.tanh below 4096 elements, the sigmoid path above."""
-    return torch.tanh(x) if x.numel() < 4096 else sigmoid_tanh(x)
 
 
 def interleaved(cases: dict[str, Step], repeats: int, calls: int) -> dict[str, float]:
@@ -175,7 +172,7 @@ def ppo_batch(n: int) -> dict[str, torch.Tensor]:
 
 def ppo_drlcli(
     b: dict[str, torch.Tensor], layout: str, fused_fn: bool, fast: bool, flat: bool
-) -> Step:  # fused_fn, fast: the removed hand-written backward, fast_tanh
+) -> Step:  # fused_fn: the removed hand-written backward; fast: torch.tanh, no fast_tanh
     """drlcli's ActorCritic with one trick switched off as asked."""
     ac = ActorCritic(
         gym.spaces.Box(-1, 1, (OBS,), np.float32), gym.spaces.Discrete(ACTIONS), HIDDEN, "tanh",
@@ -185,9 +182,9 @@ def ppo_drlcli(
         if fused_fn:
             custom_backward(ac.nets)
         if fast:
-            ac.nets._act = removed_fast_tanh
+            ac.nets._act = torch.tanh
     elif fast:
-        ac.actor._act = ac.critic._act = removed_fast_tanh
+        ac.actor._act = ac.critic._act = torch.tanh
     params = list(ac.parameters())
     fp = FlatParams(params) if flat else None
     opt = (
@@ -268,7 +265,7 @@ def ppo_plain(b: dict[str, torch.Tensor]) -> Step:
 
 def bench_ppo(batch: int, repeats: int, calls: int) -> None:
     b = ppo_batch(batch)
-    full = "drlcli: stacked (autograd) + flat, torch.tanh"
+    full = "drlcli: stacked (autograd) + flat + fast_tanh"
     cases = {
         full: ppo_drlcli(b, "stacked", False, False, True),
         "+ removed hand-written backward": ppo_drlcli(b, "stacked", True, False, True),
@@ -277,7 +274,7 @@ def bench_ppo(batch: int, repeats: int, calls: int) -> None:
         "- flat params (fused Adam over 13 params, clip_grad_norm_)": ppo_drlcli(
             b, "stacked", False, False, False
         ),
-        "+ removed fast_tanh": ppo_drlcli(b, "stacked", False, True, True),
+        "- fast_tanh (torch.tanh)": ppo_drlcli(b, "stacked", False, True, True),
         "plain: 2x nn.Sequential, torch.tanh, Adam, clip_grad_norm_": ppo_plain(b),
     }
     report(f"PPO update step, 64x64 tanh actor + critic, batch {batch}",
@@ -364,7 +361,7 @@ def trpo_fvp(fast: bool) -> Step:
         layout="separate",
     )  # fmt: skip
     if fast:
-        policy.actor._act = removed_fast_tanh
+        policy.actor._act = torch.tanh
     obs = torch.randn(TRPO_BATCH, OBS)
     with torch.no_grad():
         old = policy.dist(obs).clone()
@@ -373,13 +370,13 @@ def trpo_fvp(fast: bool) -> Step:
 
 
 def bench_trpo(repeats: int, calls: int) -> None:
-    full = "drlcli: torch.tanh"
-    cases = {full: trpo_fvp(False), "+ removed fast_tanh": trpo_fvp(True)}
+    full = "drlcli: fast_tanh"
+    cases = {full: trpo_fvp(False), "- fast_tanh (torch.tanh)": trpo_fvp(True)}
     report(f"TRPO Fisher-vector product, 64x64 tanh actor, batch {TRPO_BATCH}",
            interleaved(cases, repeats, calls), full)  # fmt: skip
 
 
-# --- 4. the removed fast_tanh ------------------------------------------------------------
+# --- 4. fast_tanh, the op alone ------------------------------------------------------------
 def bench_tanh(repeats: int, calls: int) -> None:
     for shape in [(64, 64), (2, 64, 64), (256, 64), (2, 256, 64), (2048, 64)]:
         x = torch.randn(shape)

@@ -73,12 +73,45 @@ def layer_init(layer: nn.Linear, gain: float, ortho: bool = True) -> nn.Linear:
     return layer
 
 
-# torch.tanh itself. The sigmoid-identity ``fast_tanh`` that stood here until issue #18 did not
-# pay for its custom autograd.Function (benchmarks/bench_tricks.py, 2026-11-30, 2-vCPU machine
-# shared with other jobs): the op alone was 2-7x faster from 16k elements, but with it PPO's
-# update step took 1.09x torch.tanh's time at minibatch 64 (1.00x with the size threshold
-# raised so it stays off there), 0.93-0.94x at 256, and TRPO's Fisher-vector product 0.95-0.99x.
-ACT_FNS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
+class _SigmoidTanh(torch.autograd.Function):
+    """tanh(x) = 2 sigmoid(2x) - 1, with tanh's own one-op backward, 1 - y^2.
+
+    Twice differentiable (TRPO's Fisher-vector products): the backward is made of
+    differentiable ops on the saved *output* y, which autograd connects back to x in a double
+    backward; tests/test_networks.py checks Hessian-vector products against torch.tanh's."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+# Below this many elements torch.tanh is as fast or faster: a PPO minibatch of 64 (64 x 64 =
+# 4096 activations) ran 1.09x slower through the sigmoid path, one of 256 0.93-0.94x faster
+# (benchmarks/bench_tricks.py, 2026-11-30, 2-vCPU machine shared with other jobs).
+_FAST_TANH_MIN_NUMEL = 8192
+
+
+def fast_tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh for large CPU training batches: 2 sigmoid(2x) - 1 (exact to ~2e-7). On this torch
+    CPU build the identity's forward is 2-7x faster from 16k elements; PPO's CartPole update
+    (minibatch 256) took 0.93-0.94x the time with it, the whole run 0.93x of the version before
+    issue #18 without it (benchmarks/bench_revisions.py). Other devices and small tensors use
+    ``torch.tanh``."""
+    if x.numel() < _FAST_TANH_MIN_NUMEL or x.device.type != "cpu":
+        return torch.tanh(x)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _SigmoidTanh.apply(x)
+    return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+
+
+ACT_FNS = {"tanh": fast_tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
 
 
 class MLP(nn.Module):

@@ -474,3 +474,23 @@ def test_flat_parameter_is_not_exposed_to_plain_optimizers():
     for p, q in zip(net.parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
     assert flat.data.untyped_storage().data_ptr() == net[0].weight.untyped_storage().data_ptr()
+
+
+def test_fast_tanh_matches_torch_tanh_to_second_order():
+    """The sigmoid-identity tanh kept for large CPU batches (issue #18): values, gradients and
+    Hessian-vector products (TRPO's Fisher-vector products use them) equal torch.tanh's."""
+    from drlcli.networks import _FAST_TANH_MIN_NUMEL, fast_tanh
+
+    torch.manual_seed(0)
+    x = torch.randn(_FAST_TANH_MIN_NUMEL // 64 + 1, 64, dtype=torch.float64, requires_grad=True)
+    v = torch.randn_like(x)
+    w = torch.randn_like(x)
+    out = {}
+    for name, fn in (("fast", fast_tanh), ("torch", torch.tanh)):
+        y = fn(x)
+        (g,) = torch.autograd.grad((y * w).sum(), x, create_graph=True)
+        (hvp,) = torch.autograd.grad((g * v).sum(), x)
+        out[name] = (y.detach(), g.detach(), hvp)
+    for a, b in zip(out["fast"], out["torch"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+    assert torch.equal(fast_tanh(x[:2]), torch.tanh(x[:2]))  # small tensors: torch.tanh itself

@@ -141,10 +141,11 @@ class Algorithm(ABC):
     step until ``observe`` returns True, then ``end_collect``; the runner then calls ``update``
     (learn from what was stored), until the step budget is spent. ``predict`` serves evaluation.
 
-    The collector runs ``begin_collect`` .. ``end_collect`` under ``torch.no_grad()``, not
-    inference mode: state an algorithm keeps from acting (recurrent states, gSDE exploration
-    matrices, batches) stays a normal tensor that later updates and checkpoint loads may
-    modify in place.
+    The collector runs ``begin_collect`` under ``torch.no_grad()`` and ``act`` / ``observe`` /
+    ``end_collect`` under ``torch.inference_mode()`` (measurably faster per op). Tensors those
+    three create are inference tensors: autograd refuses to save them and in-place writes to
+    them outside inference mode raise (loudly). Build a batch meant for training under
+    ``torch.inference_mode(False)`` (REINFORCE does); write into preallocated buffers in place.
     """
 
     def __init__(self, cfg: Any, env_info: EnvInfo, device: torch.device):

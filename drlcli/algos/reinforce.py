@@ -121,15 +121,17 @@ class Reinforce(OnPolicy):
         def tensor(key: str, dtype: Any = None) -> torch.Tensor:
             return torch.as_tensor(np.stack(rows[key]), dtype=dtype, device=self.device)
 
-        # (The collector runs under no_grad: these are plain tensors to train on.)
-        rew, done = tensor("rew"), tensor("done")
-        g = reward_to_go(rew, done, self.cfg.gamma)
-        mask = torch.as_tensor(use_rows, device=self.device)
-        self.batch = {
-            "obs": tensor("obs", torch.float32)[mask],
-            "act": tensor("act")[mask],
-            "ret": g[mask],
-        }
+        # The collector runs end_collect under inference mode; the batch is trained on, so it
+        # must be made of normal tensors.
+        with torch.inference_mode(False):
+            rew, done = tensor("rew"), tensor("done")
+            g = reward_to_go(rew, done, self.cfg.gamma)
+            mask = torch.as_tensor(use_rows, device=self.device)
+            self.batch = {
+                "obs": tensor("obs", torch.float32)[mask],
+                "act": tensor("act")[mask],
+                "ret": g[mask],
+            }
 
     def update(self, progress: float) -> dict[str, float]:
         cfg, policy, head = self.cfg, self.policy, self.policy.head

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from drlcli.networks import ActorCritic, FlatParams, StackedMLP, mlp
+from drlcli.networks import ActorCritic, FlatParams, StackedMLP, _SigmoidTanh, mlp
 
 Step = Callable[[], object]
 
@@ -101,26 +101,10 @@ def custom_backward(net: StackedMLP) -> None:
     net.forward = forward  # type: ignore[method-assign]
 
 
-class RemovedSigmoidTanh(torch.autograd.Function):
-    """fast_tanh's autograd path (drlcli.networks._SigmoidTanh) at any size: tanh(x) =
-    2 sigmoid(2x) - 1 with tanh's one-op backward."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
-
-
 def sigmoid_tanh(x: torch.Tensor) -> torch.Tensor:
     """fast_tanh's sigmoid path, at any size."""
     if torch.is_grad_enabled() and x.requires_grad:
-        return RemovedSigmoidTanh.apply(x)
+        return _SigmoidTanh.apply(x)
     return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
 
 

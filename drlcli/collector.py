@@ -20,8 +20,25 @@ from drlcli import interrupts
 from drlcli.algos.base import Algorithm, VectorStep
 from drlcli.algos.onpolicy import rollout_act, rollout_finish, rollout_observe
 from drlcli.buffers import RolloutBuffer
-from drlcli.envs import VecEnv
+from drlcli.envs import StepResult, VecEnv
 from drlcli.networks import ActorCritic
+
+
+def vector_step(
+    obs: np.ndarray, result: StepResult, global_step: int, mask: np.ndarray | None = None
+) -> VectorStep:
+    """What an algorithm gets for one env step taken from ``obs`` (with its action ``mask``)."""
+    return VectorStep(
+        obs,
+        result.reward,
+        result.terminated,
+        result.truncated,
+        result.final_obs,
+        result.obs,
+        global_step,
+        mask,
+        result.final_action_mask,
+    )
 
 
 class Collector:
@@ -63,17 +80,7 @@ class Collector:
                     result = env.step(algo.act(obs, env.global_step))
                 else:
                     result = env.step(algo.act_masked(obs, env.global_step, mask))
-                step = VectorStep(
-                    obs,
-                    result.reward,
-                    result.terminated,
-                    result.truncated,
-                    result.final_obs,
-                    result.obs,
-                    env.global_step,
-                    mask,
-                    result.final_action_mask,
-                )
+                step = vector_step(obs, result, env.global_step, mask)
                 obs = result.obs
                 if algo.observe(step):
                     break
@@ -90,15 +97,7 @@ def collect_rollout(
     with torch.no_grad():
         for t in range(buf.num_steps):
             result = env.step(rollout_act(policy, buf, t, obs))
-            step = VectorStep(
-                obs,
-                result.reward,
-                result.terminated,
-                result.truncated,
-                result.final_obs,
-                result.obs,
-                env.global_step,
-            )
+            step = vector_step(obs, result, env.global_step)
             rollout_observe(policy, buf, t, step)
             obs = result.obs
         rollout_finish(policy, buf, obs)

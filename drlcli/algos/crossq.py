@@ -40,7 +40,6 @@ from drlcli.algos.offpolicy import (
 )
 from drlcli.algos.sac import LOG_STD_MAX, LOG_STD_MIN, squashed_log_prob
 from drlcli.config import OffPolicyConfig
-from drlcli.errors import DrlError
 from drlcli.networks import FlatParams, activation_cls
 
 
@@ -240,9 +239,7 @@ class CrossQ(OffPolicy):
             torch.optim.Adam, lr=cfg.learning_rate, betas=betas, fused=True
         )
         self.auto_alpha = cfg.ent_coef == "auto"
-        init = entropy_coef_init(cfg)
-        if not init > 0:
-            raise DrlError(f"Invalid CrossQConfig settings: bad ent_coef '{cfg.ent_coef}'.")
+        init = entropy_coef_init(cfg)  # raises for a non-number or alpha <= 0 / NaN
         self.log_alpha = torch.tensor(
             [math.log(init)], device=device, requires_grad=self.auto_alpha
         )

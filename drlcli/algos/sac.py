@@ -54,7 +54,7 @@ def entropy_coef_init(cfg: SACConfig) -> float:
                 f"Invalid SACConfig settings: algo.ent_coef must be 'auto' or a number, "
                 f"got '{cfg.ent_coef}'."
             ) from None
-    if init <= 0:
+    if not init > 0:  # also NaN
         raise DrlError(
             f"Invalid SACConfig settings: the entropy coefficient must be > 0, got {init}."
         )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import queue
 import time
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -86,11 +87,35 @@ def shared_rmsprop(model: torch.nn.Module, cfg: A3CConfig) -> torch.optim.RMSpro
     return opt
 
 
-def attach_shared_state(
-    opt: torch.optim.Optimizer, model: torch.nn.Module, shared: list[dict[str, torch.Tensor]]
+def shared_rmsprop_step(
+    params: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    shared: Sequence[dict[str, torch.Tensor]],
+    lr: float,
+    alpha: float,
+    eps: float,
 ) -> None:
-    for p, state in zip(model.parameters(), shared):
-        opt.state[p] = state  # the very tensors, not copies
+    """One lock-free RMSprop step (Tieleman & Hinton 2012) on shared parameters whose statistics
+    are shared too (the paper's "shared RMSProp", Mnih et al. 2016, sec. 4).
+
+    Each worker reads the shared ``square_avg`` once, computes ``s = alpha * s + (1 - alpha) g^2``
+    in a tensor of its own, publishes it, and divides its own gradient by *its own* ``sqrt(s)``.
+    ``torch.optim.RMSprop`` re-reads the shared statistic after updating it, so another worker's
+    write landing in between (its gradient tiny where this one's is large, early in training when
+    ``s`` is still ~0) divided a large gradient by ``eps``: a step of ``lr * g / 1e-5`` that drove
+    the critic to inf within 30 updates on CartPole (a CI failure of the group-signal test). Here
+    every element moves by at most ``lr / sqrt(1 - alpha)`` per step whatever the interleaving;
+    a racing write can only lose some statistics, as any Hogwild update may.
+
+    Shapes: ``params``, ``grads`` and each ``shared[i]["square_avg"]`` alike per parameter;
+    ``shared[i]["step"]`` a 0-d counter kept for the checkpoint layout of torch's RMSprop.
+    """
+    with torch.no_grad():
+        for p, g, state in zip(params, grads, shared):
+            square_avg = state["square_avg"].mul(alpha).addcmul_(g, g, value=1 - alpha)
+            state["square_avg"].copy_(square_avg)
+            p.addcdiv_(g, square_avg.sqrt_().add_(eps), value=-lr)
+            state["step"] += 1
 
 
 def _worker(
@@ -116,10 +141,7 @@ def _worker(
     np.random.seed(seed % 2**32)
     env = None
     try:
-        optimizer = torch.optim.RMSprop(
-            shared_model.parameters(), lr=cfg.learning_rate, alpha=cfg.rms_alpha, eps=cfg.rms_eps
-        )
-        attach_shared_state(optimizer, shared_model, opt_state)
+        shared_params = list(shared_model.parameters())
         local = build_net(cfg, info)
         env = VecEnv(env_cfg, cfg.envs_per_worker, seed, "sync", gamma, training=True)
         obs = env.reset()
@@ -154,24 +176,25 @@ def _worker(
             local.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(local.parameters(), cfg.max_grad_norm)
+            lr = cfg.learning_rate
             if cfg.anneal_lr:
-                for group in optimizer.param_groups:
-                    # The progress at this rollout's start, as the other on-policy methods.
-                    start = step - buf.size
-                    progress = budget_progress(start, budget.value, anchor[0], anchor[1])
-                    group["lr"] = cfg.learning_rate * (1.0 - progress)
-                    if progress < 1.0:  # a learner past the budget (a race) trained no more
-                        anchor[2] = progress  # the latest progress a learner annealed to
-            for lp, sp in zip(local.parameters(), shared_model.parameters()):
-                sp.grad = lp.grad  # 4. lock-free update of the shared model
-            optimizer.step()
+                # The progress at this rollout's start, as the other on-policy methods.
+                progress = budget_progress(step - buf.size, budget.value, anchor[0], anchor[1])
+                lr = cfg.learning_rate * (1.0 - progress)
+                if progress < 1.0:  # a learner past the budget (a race) trained no more
+                    anchor[2] = progress  # the latest progress a learner annealed to
+            grads = [
+                torch.zeros_like(lp) if lp.grad is None else lp.grad for lp in local.parameters()
+            ]
+            # 4. lock-free update of the shared model
+            shared_rmsprop_step(shared_params, grads, opt_state, lr, cfg.rms_alpha, cfg.rms_eps)
             for key, val in (
                 ("policy_loss", pg_loss),
                 ("value_loss", v_loss),
                 ("entropy", entropy),
             ):
                 sums[key] = sums.get(key, 0.0) + float(val.detach())
-            sums["learning_rate"] = sums.get("learning_rate", 0.0) + optimizer.param_groups[0]["lr"]
+            sums["learning_rate"] = sums.get("learning_rate", 0.0) + lr
             updates += 1
             episodes = env.drain_episodes()
             now = time.monotonic()

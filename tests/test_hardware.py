@@ -219,6 +219,62 @@ def test_a3c_worker_failure_is_reported_clearly(tmp_path):
         train(cfg, tmp_path / "boom")
 
 
+class _RacedStatistic(torch.Tensor):
+    """A shared ``square_avg`` that another A3C worker overwrites right after each in-place
+    write of this one: the lost-update interleaving of two lock-free RMSprop steps."""
+
+    target: torch.Tensor | None = None
+    other: torch.Tensor | None = None
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        out = super().__torch_function__(func, types, args, kwargs or {})
+        if getattr(func, "__name__", "") in ("copy_", "addcmul_") and args[0] is cls.target:
+            with torch._C.DisableTorchFunctionSubclass():
+                args[0].copy_(cls.other)
+        return out
+
+
+def test_shared_rmsprop_step_is_rmsprop_and_bounded_under_a_racing_write():
+    """CI failure (A3C diverged at step 1664 of a CartPole run): torch's RMSprop re-reads the
+    shared statistic after writing it, so a racing worker with a tiny gradient made this
+    worker divide a gradient of 50 by ~eps. The step must stay within lr / sqrt(1 - alpha)."""
+    from drlcli.a3c import shared_rmsprop_step
+
+    lr, alpha, eps = 7e-4, 0.99, 1e-5
+    # Alone, it is torch's RMSprop, step for step.
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randn(3, 5, generator=gen, requires_grad=True)
+    ours = ref.detach().clone()
+    opt = torch.optim.RMSprop([ref], lr=lr, alpha=alpha, eps=eps)
+    state = {"step": torch.zeros(()), "square_avg": torch.zeros(3, 5)}
+    for _ in range(5):
+        grad = torch.randn(3, 5, generator=gen)
+        ref.grad = grad.clone()
+        opt.step()
+        shared_rmsprop_step([ours], [grad], [state], lr, alpha, eps)
+    torch.testing.assert_close(ours, ref.detach())
+    torch.testing.assert_close(state["square_avg"], opt.state[ref]["square_avg"])
+    assert float(state["step"]) == 5
+
+    # Raced: the other worker (gradient 1e-4, read s = 0) writes between our write and our read.
+    grad = torch.full((4,), 50.0)
+    _RacedStatistic.other = (1 - alpha) * torch.full((4,), 1e-4) ** 2
+    bound = lr / (1 - alpha) ** 0.5
+    torch_param = torch.zeros(4, requires_grad=True)
+    torch_opt = torch.optim.RMSprop([torch_param], lr=lr, alpha=alpha, eps=eps)
+    _RacedStatistic.target = torch.zeros(4).as_subclass(_RacedStatistic)
+    torch_opt.state[torch_param].update(step=torch.zeros(()), square_avg=_RacedStatistic.target)
+    torch_param.grad = grad.clone()
+    torch_opt.step()
+    assert torch_param.detach().abs().max() > 1000 * bound  # the failure, reproduced
+    param = torch.zeros(4)
+    _RacedStatistic.target = torch.zeros(4).as_subclass(_RacedStatistic)
+    raced = {"step": torch.zeros(()), "square_avg": _RacedStatistic.target}
+    shared_rmsprop_step([param], [grad], [raced], lr, alpha, eps)
+    assert param.abs().max() <= bound * (1 + 1e-6)
+
+
 def test_a3c_refuses_normalized_envs():
     composed = cli.check_overrides(["algo=a3c", "env=mountaincar"], multirun=False)
     with pytest.raises(DrlError, match=r"each worker would keep its own statistics"):

@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 TORCH_INDEX ?=
 # What `make run` installs: training only. The test, lint and bench targets add EXTRAS.
-EXTRAS ?= dev,tune,bench,box2d,atari,mujoco,joblib,submitit,ray
+EXTRAS ?= dev,tune,bench,box2d,atari,mujoco,envpool,joblib,submitit,ray
 comma := ,
 BASE_STAMP := $(VENV)/.drlcli-base
 STAMP := $(VENV)/.drlcli-extras-$(subst $(comma),-,$(EXTRAS))

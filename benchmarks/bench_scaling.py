@@ -1,11 +1,14 @@
 """Throughput scaling on this machine: PPO SPS versus env.num_envs for in-process envs
-(hardware=cpu) and env worker processes (hardware=workers), on a cheap env (CartPole-v1) and a
-slower one (BipedalWalker-v3, Box2D); and A3C SPS versus its number of learner processes.
+(hardware=cpu), env worker processes (hardware=workers) and EnvPool's C++ envs
+(hardware.vectorization=envpool, when drlcli[envpool] is installed), on a cheap env (CartPole-v1),
+Box2D (BipedalWalker-v3), MuJoCo (HalfCheetah-v5) and Atari (Pong, CNN policy); and A3C SPS
+versus its number of learner processes.
 
 SPS counts the whole training loop (acting, learning, logging), without evaluation. Each point
-is a fresh subprocess; the two modes alternate per point so machine noise hits both.
+is a fresh subprocess; the modes rotate per point so machine noise hits all of them.
 
     python benchmarks/bench_scaling.py [--envs 1 2 4 8 16 32 64] [--a3c-workers 1 2 4]
+    python benchmarks/bench_scaling.py --only pong halfcheetah --envs 1 4 8 16
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import subprocess
 import sys
 import tempfile
 
-ENVS = {"cartpole": 32_768, "bipedalwalker": 16_384}
+# env -> total steps per point
+ENVS = {"cartpole": 32_768, "bipedalwalker": 16_384, "halfcheetah": 8_192, "pong": 4_096}
 
 
 def measure(overrides: list[str]) -> dict:
@@ -58,6 +62,8 @@ def main() -> None:
     parser.add_argument("--envs", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
     parser.add_argument("--a3c-workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--workers", type=int, default=2, help="env worker processes")
+    parser.add_argument("--only", nargs="+", choices=list(ENVS), help="envs to measure")
+    parser.add_argument("--no-a3c", action="store_true", help="skip the A3C table")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -67,16 +73,23 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    try:
+        import envpool  # noqa: F401
+
+        modes = ["sync", "workers", "envpool"]
+    except ImportError:
+        modes = ["sync", "workers"]
     console = Console()
-    for env, steps in ENVS.items():
+    for env in args.only or list(ENVS):
+        steps = ENVS[env]
         table = Table(title=f"PPO on {env}: SPS vs env.num_envs (num_steps 128, 1 torch thread)")
-        for col in (
-            "num_envs",
-            "sync (hardware=cpu)",
-            f"workers ({args.workers} procs)",
-            "workers/sync",
-        ):
-            table.add_column(col, justify="right")
+        table.add_column("num_envs", justify="right")
+        table.add_column("sync (hardware=cpu)", justify="right")
+        table.add_column(f"workers ({args.workers} procs)", justify="right")
+        table.add_column("workers/sync", justify="right")
+        if "envpool" in modes:
+            table.add_column(f"envpool ({args.workers} threads)", justify="right")
+            table.add_column("envpool/sync", justify="right")
         for i, n in enumerate(args.envs):
             common = [
                 "algo=ppo",
@@ -88,19 +101,32 @@ def main() -> None:
                 f"total_timesteps={max(steps, 128 * n * 2)}",
                 "hardware.torch_threads=1",
             ]
-            workers = [*common, "hardware=workers", f"hardware.num_workers={min(args.workers, n)}"]
-            order = [("sync", common), ("workers", workers)]
-            res = {name: point(ov) for name, ov in (order if i % 2 == 0 else order[::-1])}
-            table.add_row(
-                str(n),
-                f"{res['sync']:.0f}",
-                f"{res['workers']:.0f}",
-                f"{res['workers'] / res['sync']:.2f}x",
-            )
+            runs = {
+                "sync": common,
+                "workers": [
+                    *common,
+                    "hardware=workers",
+                    f"hardware.num_workers={min(args.workers, n)}",
+                ],
+                "envpool": [
+                    *common,
+                    "hardware.vectorization=envpool",
+                    f"hardware.num_workers={min(args.workers, n)}",
+                ],
+            }
+            order = modes[i % len(modes) :] + modes[: i % len(modes)]
+            res = {name: point(runs[name]) for name in order}
+            row = [str(n), f"{res['sync']:.0f}", f"{res['workers']:.0f}"]
+            row.append(f"{res['workers'] / res['sync']:.2f}x")
+            if "envpool" in res:
+                row += [f"{res['envpool']:.0f}", f"{res['envpool'] / res['sync']:.2f}x"]
+            table.add_row(*row)
             console.print(
-                f"{env} num_envs={n}: sync {res['sync']:.0f}, workers {res['workers']:.0f}"
+                f"{env} num_envs={n}: " + ", ".join(f"{k} {v:.0f}" for k, v in res.items())
             )
         console.print(table)
+    if args.no_a3c:
+        return
 
     table = Table(title="A3C on CartPole-v1: SPS vs learner processes (1 env each, t_max 5)")
     table.add_column("workers", justify="right")

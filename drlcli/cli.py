@@ -365,6 +365,10 @@ def preflight(cfg: Any) -> None:
         check_sde_action_space(tc.algo, probe.action_space)
         if tc.hardware.vectorization == "workers":
             check_workers_can_carry(tc.env.id, probe.observation_space, masks)
+        if tc.hardware.vectorization == "envpool":
+            from drlcli.envpool_backend import check_envpool
+
+            check_envpool(tc.env, masks)
         if tc.env.normalize_obs and is_image(probe.observation_space):
             raise DrlError(
                 f"env.normalize_obs=true on image observations {probe.observation_space.shape}: "

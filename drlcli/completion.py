@@ -65,7 +65,7 @@ FLAG_VALUES = {
 KEY_VALUES = {
     "log.progress": ("auto", "rich", "plain", "none"),
     "on_error": ("continue", "stop"),
-    "hardware.vectorization": ("sync", "async"),
+    "hardware.vectorization": ("sync", "workers", "async", "envpool"),
     "hardware.device": ("cpu", "cuda", "auto"),
 }
 

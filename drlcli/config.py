@@ -47,9 +47,10 @@ class HardwareConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda if present, else cpu)
     torch_threads: int = 0  # 0 = automatic: 1 for MLPs; for CNNs cores per job minus env workers
     # sync: envs step in this process | workers: drlcli's worker processes, several envs each,
-    # shared-memory observations | async: gymnasium's AsyncVectorEnv, one process per env
+    # shared-memory observations | async: gymnasium's AsyncVectorEnv, one process per env |
+    # envpool: EnvPool's C++ envs on its thread pool (drlcli[envpool]; drlcli/envpool_backend.py)
     vectorization: str = "sync"
-    num_workers: int = 0  # workers: env processes (0 = min(cores, env.num_envs))
+    num_workers: int = 0  # workers: env processes; envpool: threads (0 = min(cores, num_envs))
     envs_per_worker: int = 0  # workers: if set, env.num_envs must be num_workers x this
     deterministic: bool = False  # torch.use_deterministic_algorithms
 

@@ -57,7 +57,7 @@ def resolve_device(name: str) -> torch.device:
     raise DrlError(f"Unknown hardware.device '{name}'. Valid choices: cpu, cuda, cuda:N, auto.")
 
 
-VECTORIZATIONS = ("sync", "workers", "async")
+VECTORIZATIONS = ("sync", "workers", "async", "envpool")
 
 
 def resolve_workers(cfg: HardwareConfig, num_envs: int) -> tuple[int, int]:
@@ -69,6 +69,8 @@ def resolve_workers(cfg: HardwareConfig, num_envs: int) -> tuple[int, int]:
         )
     if cfg.num_workers < 0 or cfg.envs_per_worker < 0:
         raise DrlError("hardware.num_workers and hardware.envs_per_worker must be >= 0 (0 = auto).")
+    if cfg.vectorization == "envpool":  # EnvPool's thread pool: num_workers threads
+        return cfg.num_workers or min(available_cores(), num_envs), 0
     if cfg.vectorization != "workers":
         return 0, 0
     workers = cfg.num_workers or (

@@ -521,6 +521,8 @@ class TrainingRun:
             if resolved.num_workers
             else ""
         )
+        if resolved.vectorization == "envpool":
+            workers = f", EnvPool on {resolved.num_workers} thread(s)"
         envs = f"{cfg.env.num_envs} envs"
         if self.collector.asynchronous:  # A3C: the workers' envs, not env.num_envs
             algo_cfg: Any = cfg.algo

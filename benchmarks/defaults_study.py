@@ -1,7 +1,8 @@
 """Per-family defaults chosen by measurement (issue #21): what `drl train algo=A env=E` gives on
 an env without a tuned set.
 
-Each candidate (a list of ``algo.*`` overrides; ``current`` = none, the shipped defaults) trains
+Each candidate (a list of ``algo.*`` overrides, explicit so a rerun measures the same thing
+whatever the defaults are now) trains
 on every env of its family with the tuned sets switched off (``~tuned``), seeds 1..N, through the
 real command (``benchmarks/results_table.py``'s runner). A run's score is its final evaluation
 (10 deterministic episodes) normalized per env: 0 = a uniformly random policy (measured here, 20
@@ -45,8 +46,15 @@ FAMILIES = {
         CLASSIC_DISCRETE + CLASSIC_CONTINUOUS,
         200_000,
         {
-            "current": (),
+            # The defaults before this study (CleanRL-like): 128 steps per env, minibatch 256,
+            # learning rate annealed to 0.
+            "annealed_128": (
+                "algo.num_steps=128",
+                "algo.minibatch_size=256",
+                "algo.anneal_lr=true",
+            ),
             # Stable-Baselines3's PPO defaults: 2048 steps per env, minibatch 64, constant lr.
+            # The winner: PPOConfig's defaults since.
             "sb3": (
                 "algo.num_steps=2048",
                 "algo.minibatch_size=64",
@@ -59,7 +67,7 @@ FAMILIES = {
         CLASSIC_DISCRETE + CLASSIC_CONTINUOUS,
         200_000,
         {
-            "current": (),
+            "sb3": (),  # the defaults (Stable-Baselines3's A2C), kept
             # Adam and normalized advantages instead of SB3's RMSprop and raw advantages.
             "adam": ("algo.optimizer=adam", "algo.norm_adv=true"),
         },
@@ -69,9 +77,17 @@ FAMILIES = {
         CLASSIC_DISCRETE,
         100_000,
         {
-            "current": (),
+            # Stable-Baselines3's DQN defaults, drlcli's before this study.
+            "sb3": (
+                "algo.learning_rate=1e-4",
+                "algo.target_update_interval=1000",
+                "algo.exploration_fraction=0.1",
+                "algo.exploration_final_eps=0.05",
+                "algo.batch_size=32",
+            ),
             # The RL Zoo's classic-control choices that cost no more compute per step:
             # faster target updates, more exploration at the end, a larger learning rate.
+            # The winner: DQNConfig's defaults since.
             "zoo_cheap": (
                 "algo.learning_rate=6.3e-4",
                 "algo.target_update_interval=250",

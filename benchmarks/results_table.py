@@ -166,6 +166,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("rows", nargs="*", help=f"rows (default all): {', '.join(BY_NAME)}")
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument(
+        "--only-seeds", type=int, nargs="+", help="run just these seeds (parallel shards)"
+    )
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--scale", type=float, default=1.0, help="fraction of each budget to run")
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "results")
@@ -179,7 +182,7 @@ def main() -> None:
         jobs = [
             (row, seed, max(int(row.budget * args.scale), 1000))
             for row in rows
-            for seed in range(1, args.seeds + 1)
+            for seed in (args.only_seeds or range(1, args.seeds + 1))
         ]
         with ThreadPoolExecutor(args.jobs) as pool:
             for fut in [pool.submit(run_seed, r, s, args.out, b) for r, s, b in jobs]:

@@ -44,6 +44,7 @@ PPO = [
     "algo.num_steps=16",
     "algo.minibatch_size=64",
     "algo.learning_rate=3e-3",
+    "algo.anneal_lr=true",  # to 0 by the end: the final evaluation sees a settled policy
     "algo.gamma=0",
 ]
 A2C = ["algo=a2c", "env.num_envs=8", "algo.num_steps=8", "algo.learning_rate=3e-3", "algo.gamma=0"]

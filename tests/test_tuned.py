@@ -67,3 +67,26 @@ def test_shared_pairs_are_selectable_by_name():
     assert not set(shared) & FILES
     cfg = cli._compose(["algo=dqn", "env=cartpole", "tuned=double_dqn_pong"])
     assert cfg.total_timesteps == 10_000_000 and cfg.checkpoint.keep_last == 1
+
+
+@pytest.mark.parametrize(
+    "algo,expected",
+    [
+        ("ppo", (2048, 64, False)),  # issue #21's measurement (benchmarks/defaults_study.py)
+        ("ppo_kl", (128, 256, True)),  # the variants keep PPO's earlier defaults
+        ("ppo_gru", (128, 256, True)),
+        ("ppo_lstm", (128, 256, True)),
+    ],
+)
+def test_ppo_family_defaults_without_a_tuned_set(algo, expected):
+    cfg = cli._compose([f"algo={algo}", "env=mountaincar_continuous"])
+    a = cfg.algo
+    assert (a.num_steps, a.minibatch_size, a.anneal_lr) == expected
+
+
+@pytest.mark.parametrize("algo", ["dqn", "double_dqn", "dueling_dqn", "rainbow_lite"])
+def test_dqn_family_defaults_without_a_tuned_set(algo):
+    """Issue #21's measurement (benchmarks/defaults_study.py): the Zoo's classic-control values."""
+    a = cli._compose([f"algo={algo}", "env=mountaincar"]).algo
+    assert (a.learning_rate, a.batch_size, a.target_update_interval) == (6.3e-4, 128, 250)
+    assert (a.exploration_fraction, a.exploration_final_eps) == (0.12, 0.1)

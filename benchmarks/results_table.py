@@ -103,12 +103,19 @@ def run_seed(row: Row, seed: int, out: Path, budget: int) -> dict:
 
 
 def compare_row(row: Row, out: Path) -> dict | None:
-    """``drl compare`` on the row's runs; its summary row (mean, CI, per-seed finals)."""
+    """``drl compare`` on the row's finished runs (one still running would show a partial
+    curve); its summary row (mean, CI, per-seed finals)."""
     row_dir = out / row.name
-    if not any(row_dir.glob("s*/result.json")):
+    finished = [
+        p.parent
+        for p in sorted(row_dir.glob("s*/result.json"))
+        if json.loads(p.read_text())["status"] == "finished"
+    ]
+    if not finished:
         return None
+    cmd = [DRL, "compare", *map(str, finished), "--metric", "eval/mean_return"]
     proc = subprocess.run(
-        [DRL, "compare", str(row_dir), "--metric", "eval/mean_return"],
+        [*cmd, "--out", str(row_dir / "compare")],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -41,6 +41,14 @@ SETTINGS = {
 # The reference implementations each algorithm is measured against: SB3 (PyTorch) and, for
 # SAC / TD3 / CrossQ, SBX (JAX; issue #15 asks for >= 1.0x SBX's SPS at the same thread count).
 PEERS = {"dqn": ["sb3"], "sac": ["sb3", "sbx"], "td3": ["sb3", "sbx"], "crossq": ["sbx"]}
+# The Zoo's TD3 Pendulum-v1 set as SB3 and SBX both take it (their action noise added per run).
+TD3_ZOO = {
+    "learning_rate": 1e-3,
+    "gamma": 0.98,
+    "buffer_size": 200_000,
+    "learning_starts": 10_000,
+    "policy_kwargs": {"net_arch": [400, 300]},
+}
 
 
 def run_ours(algo: str, seed: int, threads: int) -> dict:
@@ -77,7 +85,6 @@ def run_sb3(algo: str, seed: int, threads: int) -> dict:
     import torch
     from stable_baselines3 import DQN, SAC, TD3
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.noise import NormalActionNoise
 
     torch.set_num_threads(threads)
@@ -105,18 +112,16 @@ def run_sb3(algo: str, seed: int, threads: int) -> dict:
         model = SAC("MlpPolicy", env, learning_rate=1e-3, seed=seed, device="cpu")
     else:
         noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))  # Zoo: std 0.1 in raw units
-        model = TD3(
-            "MlpPolicy",
-            env,
-            learning_rate=1e-3,
-            gamma=0.98,
-            buffer_size=200_000,
-            learning_starts=10_000,
-            action_noise=noise,
-            policy_kwargs={"net_arch": [400, 300]},
-            seed=seed,
-            device="cpu",
-        )
+        model = TD3("MlpPolicy", env, action_noise=noise, seed=seed, device="cpu", **TD3_ZOO)
+    return learn_and_evaluate(model, env_id, steps, seed)
+
+
+def learn_and_evaluate(model: Any, env_id: str, steps: int, seed: int) -> dict:
+    """Train an SB3-API model (SB3 or SBX) for ``steps``; its training wall time, steps and the
+    mean of 10 deterministic episodes on a fresh env seeded apart from training."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
     t0 = time.perf_counter()
     model.learn(total_timesteps=steps)
     train_s = time.perf_counter() - t0
@@ -148,7 +153,6 @@ def run_sbx(algo: str, seed: int, threads: int) -> dict:
     import numpy as np
     from sbx import SAC, TD3, CrossQ
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.noise import NormalActionNoise
 
     _, env_id, steps = SETTINGS[algo]
@@ -168,25 +172,11 @@ def run_sbx(algo: str, seed: int, threads: int) -> dict:
     elif algo == "sac":  # the same Zoo set as run_sb3 (SBX's defaults match SB3's otherwise)
         model = SAC("MlpPolicy", env, learning_rate=1e-3, seed=seed)
     elif algo == "td3":
-        model = TD3(
-            "MlpPolicy",
-            env,
-            learning_rate=1e-3,
-            gamma=0.98,
-            buffer_size=200_000,
-            learning_starts=10_000,
-            action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
-            policy_kwargs={"net_arch": [400, 300]},
-            seed=seed,
-        )
+        noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
+        model = TD3("MlpPolicy", env, action_noise=noise, seed=seed, **TD3_ZOO)
     else:
         raise ValueError(f"no SBX peer for {algo}")
-    t0 = time.perf_counter()
-    model.learn(total_timesteps=steps)
-    train_s = time.perf_counter() - t0
-    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000)
-    mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
-    return {"train_s": train_s, "steps": int(model.num_timesteps), "eval": float(mean)}
+    return learn_and_evaluate(model, env_id, steps, seed)
 
 
 def main() -> None:

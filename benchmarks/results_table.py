@@ -23,6 +23,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -38,9 +39,8 @@ DRL = str(Path(sys.executable).with_name("drl"))
 class Row:
     algo: str
     env: str
-    budget: int  # env steps: the Zoo's n_timesteps unless ``note`` says otherwise
+    budget: int  # env steps: the Zoo's n_timesteps
     zoo: tuple[float, float] | None  # the Zoo's mean and std over evaluation episodes
-    note: str = ""
     overrides: tuple[str, ...] = field(default=())
 
     @property
@@ -102,18 +102,21 @@ def run_seed(row: Row, seed: int, out: Path, budget: int) -> dict:
     return d
 
 
+def finished_runs(row_dir: Path) -> dict[Path, dict]:
+    """{run dir: its result.json} for the row's finished runs (an interrupted or still running
+    one would show a partial curve)."""
+    results = {p.parent: json.loads(p.read_text()) for p in sorted(row_dir.glob("s*/result.json"))}
+    return {d: r for d, r in results.items() if r["status"] == "finished"}
+
+
 def compare_row(row: Row, out: Path) -> dict | None:
-    """``drl compare`` on the row's finished runs (one still running would show a partial
-    curve); its summary row (mean, CI, per-seed finals)."""
+    """``drl compare`` on the row's finished runs; its summary row (mean, CI, per-seed finals,
+    and the runs' median wall time and smallest / largest step count)."""
     row_dir = out / row.name
-    finished = [
-        p.parent
-        for p in sorted(row_dir.glob("s*/result.json"))
-        if json.loads(p.read_text())["status"] == "finished"
-    ]
-    if not finished:
+    runs = finished_runs(row_dir)
+    if not runs:
         return None
-    cmd = [DRL, "compare", *map(str, finished), "--metric", "eval/mean_return"]
+    cmd = [DRL, "compare", *map(str, runs), "--metric", "eval/mean_return"]
     proc = subprocess.run(
         [*cmd, "--out", str(row_dir / "compare")],
         cwd=ROOT,
@@ -131,6 +134,11 @@ def compare_row(row: Row, out: Path) -> dict | None:
         "runs": int(r["runs"]),
         **{k: float(r[k]) for k in ("mean", "ci_low", "ci_high")},
         "finals": [float(v) for v in r["finals"].split()],
+        "wall_s": statistics.median(x["wall_time_s"] for x in runs.values()),
+        "steps": (
+            min(x["global_step"] for x in runs.values()),
+            max(x["global_step"] for x in runs.values()),
+        ),
     }
 
 
@@ -148,23 +156,15 @@ def table(rows: list[Row], out: Path) -> str:
         s = compare_row(row, out)
         if s is None:
             continue
-        walls = [
-            json.loads(p.read_text())["wall_time_s"]
-            for p in sorted((out / row.name).glob("s*/result.json"))
-        ]
-        budgets = {
-            json.loads(p.read_text())["global_step"]
-            for p in (out / row.name).glob("s*/result.json")
-        }
         budget = fmt_budget(row.budget)
-        if max(budgets) < row.budget * 0.99:
-            budget = f"{fmt_budget(min(budgets))} (Zoo: {budget})"
+        if s["steps"][1] < row.budget * 0.99:
+            budget = f"{fmt_budget(s['steps'][0])} (Zoo: {budget})"
         zoo = f"{row.zoo[0]:.1f} +- {row.zoo[1]:.1f}" if row.zoo else "-"
         per_seed = " / ".join(f"{v:.1f}" for v in s["finals"])
         lines.append(
             f"| {row.algo} | {row.env} | {budget} | {s['mean']:.1f} "
             f"[{s['ci_low']:.1f}, {s['ci_high']:.1f}] | {s['runs']} | {per_seed} | {zoo} | "
-            f"{sorted(walls)[len(walls) // 2]:.0f} s |"
+            f"{s['wall_s']:.0f} s |"
         )
     return "\n".join(lines)
 

@@ -42,6 +42,10 @@ class EnvConfig:
     solved_return: float | None = None  # mean eval return that counts as solved
 
 
+# hardware.vectorization choices (drlcli.hardware checks them; drlcli.envs builds them)
+VECTORIZATIONS = ("sync", "workers", "async", "envpool")
+
+
 @dataclass
 class HardwareConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda if present, else cpu)

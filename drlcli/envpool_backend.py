@@ -38,6 +38,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from drlcli.config import EnvConfig
@@ -131,30 +132,65 @@ def task_and_options(cfg: EnvConfig) -> tuple[str, dict[str, Any]]:
     return task, options
 
 
-def check_envpool(cfg: EnvConfig, masks: bool) -> None:
-    """The checks that need no pool, for ``drl train``'s preflight (before a run directory
-    exists): EnvPool installed, an EnvPool task for ``cfg``, no action masks. Raises DrlError."""
+def check_envpool(cfg: EnvConfig, masks: bool) -> tuple[str, dict[str, Any]]:
+    """The checks that need no pool, also run by ``drl train``'s preflight (before a run
+    directory exists): EnvPool installed, an EnvPool task for ``cfg``, no action masks. Returns
+    :func:`task_and_options`; raises DrlError."""
     if masks:
         raise DrlError(
             f"{cfg.id} provides action masks, which EnvPool's envs cannot carry; use "
             "hardware.vectorization=sync, workers or async."
         )
-    task_and_options(cfg)
+    return task_and_options(cfg)
+
+
+def _same_space(a: gym.Space, b: gym.Space) -> bool:
+    """Equal up to dtype (EnvPool's Boxes are float64, gymnasium's float32): same type and
+    shape, the same Discrete n and start, Box bounds equal within float32 precision."""
+    if type(a) is not type(b) or a.shape != b.shape:
+        return False
+    if isinstance(a, gym.spaces.Discrete) and isinstance(b, gym.spaces.Discrete):
+        return bool(a.n == b.n and a.start == b.start)
+    if isinstance(a, gym.spaces.Box) and isinstance(b, gym.spaces.Box):
+        return bool(np.allclose(a.low, b.low) and np.allclose(a.high, b.high))
+    return bool(a == b)
 
 
 class EnvPoolVectorEnv:
     """An EnvPool batch of ``num_envs`` envs seen as a gymnasium vector env in same-step
     autoreset mode (``reset`` -> (obs, info); ``step`` -> (obs, reward, terminated, truncated,
     info) with ``info["final_obs"]`` for finished envs). ``num_threads`` is EnvPool's thread
-    pool size. Env ``i`` of a pool seeded ``s`` draws from ``s + i`` (EnvPool's convention)."""
+    pool size. Env ``i`` of a pool seeded ``s`` draws from ``s + i`` (EnvPool's convention).
+    ``masks``: the env provides action masks (refused). ``expect``: gymnasium's (observation,
+    action) spaces for the same config; a pool whose spaces differ raises DrlError."""
 
-    def __init__(self, cfg: EnvConfig, num_envs: int, seed: int, num_threads: int):
-        self.task, self.options = task_and_options(cfg)
+    def __init__(
+        self,
+        cfg: EnvConfig,
+        num_envs: int,
+        seed: int,
+        num_threads: int,
+        masks: bool = False,
+        expect: tuple[gym.Space, gym.Space] | None = None,
+    ):
+        self.task, self.options = check_envpool(cfg, masks)
         self.num_envs = num_envs
         self.num_threads = num_threads
         self._seed: int | None = None
         self._pool: Any = None
         self._make(seed)
+        if expect is not None:
+            obs_space, act_space = expect
+            if self.observation_space.shape != obs_space.shape or not _same_space(
+                self.action_space, act_space
+            ):
+                self.close()
+                raise DrlError(
+                    f"EnvPool's {self.task} does not match gymnasium's {cfg.id}: observations "
+                    f"{self.observation_space.shape} vs {obs_space.shape}, actions "
+                    f"{self.action_space} vs {act_space}. Use hardware.vectorization=sync, "
+                    "workers or async."
+                )
 
     def _make(self, seed: int) -> None:
         envpool = _import_envpool()

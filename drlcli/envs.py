@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from drlcli.config import EnvConfig
+from drlcli.config import VECTORIZATIONS, EnvConfig
 from drlcli.errors import DrlError, did_you_mean
 from drlcli.spaces import (
     check_masks,
@@ -453,18 +453,6 @@ def _make_guarded_env(cfg: EnvConfig, name: str) -> gym.Env:
     return _EnvGuard(make_single_env(cfg), name)
 
 
-def same_action_space(a: gym.Space, b: gym.Space) -> bool:
-    """Equal up to dtype (EnvPool's Boxes are float64, gymnasium's float32): same type and shape,
-    the same Discrete n / start, Box bounds equal within float32 precision."""
-    if type(a) is not type(b) or a.shape != b.shape:
-        return False
-    if isinstance(a, gym.spaces.Discrete):
-        return bool(a.n == b.n and a.start == b.start)  # type: ignore[attr-defined]
-    if isinstance(a, gym.spaces.Box):
-        return bool(np.allclose(a.low, b.low) and np.allclose(a.high, b.high))  # type: ignore
-    return bool(a == b)
-
-
 class VecEnv:
     """A gymnasium vector env plus drlcli's bookkeeping. Observations come out as float32."""
 
@@ -480,9 +468,9 @@ class VecEnv:
     ):
         if num_envs < 1:
             raise DrlError(f"env.num_envs must be at least 1, got {num_envs}.")
-        if vectorization not in ("sync", "async", "workers", "envpool"):
+        if vectorization not in VECTORIZATIONS:
             raise DrlError(
-                f"hardware.vectorization must be 'sync', 'workers', 'async' or 'envpool', got "
+                f"hardware.vectorization must be one of {', '.join(VECTORIZATIONS)}, got "
                 f"'{vectorization}'."
             )
         self.cfg = cfg
@@ -514,20 +502,16 @@ class VecEnv:
                 cfg.id,
             )
         elif vectorization == "envpool":
-            from drlcli.envpool_backend import EnvPoolVectorEnv, check_envpool
+            from drlcli.envpool_backend import EnvPoolVectorEnv
 
-            check_envpool(cfg, self.mask_source is not None)
-            self.env = EnvPoolVectorEnv(cfg, num_envs, seed, num_workers or num_envs)
-            pool_space, own = self.env.observation_space, self.single_observation_space
-            if pool_space.shape != own.shape or not same_action_space(
-                self.env.action_space, self.single_action_space
-            ):
-                raise DrlError(
-                    f"EnvPool's {self.env.task} does not match gymnasium's {cfg.id}: "
-                    f"observations {pool_space.shape} vs {own.shape}, actions "
-                    f"{self.env.action_space} vs {self.single_action_space}. Use "
-                    "hardware.vectorization=sync, workers or async."
-                )
+            self.env = EnvPoolVectorEnv(
+                cfg,
+                num_envs,
+                seed,
+                num_workers or num_envs,
+                masks=self.mask_source is not None,
+                expect=(self.single_observation_space, self.single_action_space),
+            )
         elif vectorization == "sync":
             fns = [functools.partial(make_single_env, cfg) for _ in range(num_envs)]
             self.env = gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from drlcli.config import HardwareConfig
+from drlcli.config import VECTORIZATIONS, HardwareConfig
 from drlcli.errors import DrlError
 
 
@@ -57,11 +57,10 @@ def resolve_device(name: str) -> torch.device:
     raise DrlError(f"Unknown hardware.device '{name}'. Valid choices: cpu, cuda, cuda:N, auto.")
 
 
-VECTORIZATIONS = ("sync", "workers", "async", "envpool")
-
-
 def resolve_workers(cfg: HardwareConfig, num_envs: int) -> tuple[int, int]:
-    """(num_workers, envs_per_worker) for the workers profile; (0, 0) otherwise."""
+    """(num_workers, envs_per_worker) for the workers profile; (EnvPool threads, 0) for envpool;
+    (0, 0) otherwise. Raises DrlError for an unknown vectorization or workers that cannot split
+    ``num_envs``."""
     if cfg.vectorization not in VECTORIZATIONS:
         raise DrlError(
             f"Unknown hardware.vectorization '{cfg.vectorization}'. Valid choices: "

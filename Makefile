@@ -78,6 +78,7 @@ bench: install $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_onpolicy.py
 	$(BIN)/python benchmarks/bench_scaling.py
 	$(BIN)/python benchmarks/bench_threads.py
+	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_tricks.py
 
 # Re-resolve every dependency to the newest versions pyproject.toml allows, in a throwaway venv,

@@ -44,12 +44,16 @@ class EnvConfig:
 
 # hardware.vectorization choices (drlcli.hardware checks them; drlcli.envs builds them)
 VECTORIZATIONS = ("sync", "workers", "async", "envpool")
+# hardware.compile: torch.compile modes for the learner's loss functions ("none": eager).
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
 
 @dataclass
 class HardwareConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda if present, else cpu)
-    torch_threads: int = 0  # 0 = automatic: 1 for MLPs; for CNNs cores per job minus env workers
+    # 0 = automatic: 1 for small MLPs; large MLP learners and CNNs up to the cores per job minus
+    # env workers, moved with the other load on the machine (hardware.ThreadGovernor)
+    torch_threads: int = 0
     # sync: envs step in this process | workers: drlcli's worker processes, several envs each,
     # shared-memory observations | async: gymnasium's AsyncVectorEnv, one process per env |
     # envpool: EnvPool's C++ envs on its thread pool (drlcli[envpool]; drlcli/envpool_backend.py)
@@ -57,6 +61,10 @@ class HardwareConfig:
     num_workers: int = 0  # workers: env processes; envpool: threads (0 = min(cores, num_envs))
     envs_per_worker: int = 0  # workers: if set, env.num_envs must be num_workers x this
     deterministic: bool = False  # torch.use_deterministic_algorithms
+    # torch.compile the learner's loss functions (sac, td3, ddpg, ppo): none | default |
+    # reduce-overhead (CUDA graphs on a GPU) | max-autotune. Whole graphs or an error, never a
+    # silent partial compile (fullgraph=True); the optimizer steps stay eager (fused Adam).
+    compile: str = "none"
 
 
 @dataclass

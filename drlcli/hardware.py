@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
-from drlcli.config import VECTORIZATIONS, HardwareConfig
+from drlcli.config import COMPILE_MODES, VECTORIZATIONS, HardwareConfig
 from drlcli.errors import DrlError
 
 
@@ -18,12 +22,13 @@ class Resolved:
     """What a run's hardware settings resolved to on this machine (saved in run_info.json)."""
 
     device: str
-    torch_threads: int
+    torch_threads: int  # the most torch threads the run may use (adaptive: it starts on 1)
     vectorization: str
     deterministic: bool
     num_workers: int = 0  # env worker processes (0: the envs run in the training process)
     envs_per_worker: int = 0
     notes: list[str] = field(default_factory=list)  # e.g. an auto fallback, said at start
+    adaptive_threads: bool = False  # a ThreadGovernor moves the count with the other load
 
 
 def available_cores() -> int:
@@ -118,40 +123,209 @@ def setup(cfg: HardwareConfig, seed: int, num_envs: int = 1) -> tuple[torch.devi
 
 
 def check_threads(cfg: HardwareConfig) -> None:
-    """Raises DrlError for a negative ``hardware.torch_threads``."""
+    """Raises DrlError for a negative ``hardware.torch_threads`` or an unknown
+    ``hardware.compile`` mode."""
     if cfg.torch_threads < 0:
         raise DrlError(f"hardware.torch_threads must be >= 0 (0 = auto), got {cfg.torch_threads}.")
+    if cfg.compile not in COMPILE_MODES:
+        raise DrlError(
+            f"Unknown hardware.compile '{cfg.compile}'. Valid choices: {', '.join(COMPILE_MODES)} "
+            "(torch.compile modes for the learner's loss functions; none = eager)."
+        )
 
 
-def choose_threads(cfg: HardwareConfig, resolved: Resolved, image_obs: bool) -> int:
+def compiled(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
+    """``fn`` compiled with torch.compile in ``mode`` (hardware.compile): whole-graph
+    (``fullgraph=True``: a function that cannot be captured whole raises at its first call
+    instead of silently running partly eager) and static shapes (a learner's batches keep
+    their size). Used on the functions an algorithm's update really calls (losses, targets,
+    policy sampling), not on ``nn.Module.forward``, which those updates mostly bypass."""
+    return torch.compile(
+        fn, mode=None if mode == "default" else mode, fullgraph=True, dynamic=False
+    )
+
+
+# Multiply-adds of one forward pass of the largest network over one learning batch from which
+# a second torch thread pays for an MLP learner. benchmarks/bench_threads.py (2-vCPU machine,
+# 2026-11-30; one gradient step, 1 vs 2 threads): SAC 64x64 batch 256 (2.3M) 0.90x, SAC 128x128
+# (8.7M) 1.22x, SAC 256x256 batch 64 (8.6M) 1.14x, TD3 400x300 batch 100 (24M) 1.40x, SAC
+# 256x256 batch 256 (34M) 1.6-1.9x; PPO's 64x64 on minibatches of 64 (0.6M) gains nothing.
+PARALLEL_WORK = 8_000_000
+# Beyond this many threads no benchmark here shows a gain for an MLP learner (2 cores measured).
+MAX_MLP_THREADS = 4
+CHECK_INTERVAL_S = 2.0  # how often an adaptive thread count looks at the other load
+
+
+def learner_work(modules: dict[str, torch.nn.Module], batch: int) -> int:
+    """Multiply-adds of one forward pass of the algorithm's largest network over a learning
+    batch of ``batch`` samples: an MLP's weight count is its multiply-adds per sample (to
+    within the biases; twin critics stacked in one module count together, as they run in one
+    batched call). A rough size of the learner's matmuls, used to decide whether a second
+    torch thread pays (:data:`PARALLEL_WORK`)."""
+    sizes = [sum(p.numel() for p in m.parameters()) for m in modules.values()]
+    return max(sizes, default=0) * max(batch, 1)
+
+
+def choose_threads(cfg: HardwareConfig, resolved: Resolved, image_obs: bool, work: int = 0) -> int:
     """Set torch's intra-op thread count for this process and record it in ``resolved``.
 
-    ``hardware.torch_threads=N`` is taken as given. Automatic (0): one thread for vector
-    observations (MLP policies), whose ops are far too small to split across threads - two
-    threads were no faster than one here, while two runs sharing two cores with two OpenMP
-    threads each ran 4x slower (150x on a busy machine), since idle OpenMP threads spin (issue
-    #15; ``benchmarks/bench_threads.py`` measures both). Image observations (a CNN torso) get the
-    cores left per parallel job after env workers (``DRL_PARALLEL_JOBS``, set by the parallel
-    sweep launchers), where the same benchmark shows convolutions gain from them.
+    ``hardware.torch_threads=N`` is taken as given. Automatic (0): the most threads the
+    learner may use (``resolved.torch_threads``) is one for small MLPs, whose ops are far too
+    small to split (two threads were no faster), and for MLP learners whose ``work``
+    (:func:`learner_work`) reaches :data:`PARALLEL_WORK` and for CNN torsos (image
+    observations) the cores per parallel job (``DRL_PARALLEL_JOBS``, set by the parallel sweep
+    launchers) left after env workers (MLPs: at most :data:`MAX_MLP_THREADS`). Such a run
+    starts on one thread and a :class:`ThreadGovernor` moves it between 1 and that maximum
+    as the other load on its cores allows: two runs that both spun two OpenMP threads on two
+    cores ran 4-25x slower (150x on a busy machine; issue #15), since idle OpenMP threads
+    spin. Where the load cannot be read (not Linux), or with ``hardware.deterministic``, the
+    count stays fixed: one for MLPs, the maximum for CNNs (as before the governor).
 
-    Returns the thread count; the reason is appended to ``resolved.notes`` for the start line.
+    Returns the thread count set now; the reason goes to ``resolved.notes`` for the start line.
     """
     threads = cfg.torch_threads
     if threads == 0:
+        jobs = max(int(os.environ.get("DRL_PARALLEL_JOBS", "1")), 1)
+        per_job = max(available_cores() // jobs - resolved.num_workers, 1)
         if image_obs:
-            jobs = max(int(os.environ.get("DRL_PARALLEL_JOBS", "1")), 1)
-            threads = max(available_cores() // jobs - resolved.num_workers, 1)
-            why = "image observations: the CNN uses the cores left per job after env workers"
+            most = per_job
+            why = "image observations: the CNN may use the cores left per job after env workers"
+        elif work >= PARALLEL_WORK and resolved.device == "cpu":
+            most = min(per_job, MAX_MLP_THREADS)
+            why = (
+                f"the learner's batches are large ({work / 1e6:.0f}M multiply-adds per forward "
+                "pass), so more threads pay"
+            )
         else:
-            threads = 1
+            most = 1
             why = "vector observations: small MLPs run as fast on one thread, and runs "
             why += "sharing the machine do not slow each other down"
+        threads = most
+        if most > 1 and not cfg.deterministic and cpu_load_readable():
+            resolved.adaptive_threads = True
+            threads = 1
+            why += (
+                f"; starts on 1 and uses up to {most} while no other process keeps these cores "
+                f"busy (checked every {CHECK_INTERVAL_S:.0f} s: runs sharing cores would spin "
+                "against each other)"
+            )
+        elif not image_obs and most > 1:
+            threads = 1
+            why += "; fixed at 1 since the other load cannot be watched here"
         resolved.notes.append(
-            f"torch threads: {threads} (auto; {why}; set hardware.torch_threads=N to override)"
+            f"torch threads: {'1-' + str(most) if resolved.adaptive_threads else threads} "
+            f"(auto; {why}; set hardware.torch_threads=N to override)"
         )
+        resolved.torch_threads = most if resolved.adaptive_threads else threads
+    else:
+        resolved.torch_threads = threads
     torch.set_num_threads(threads)
-    resolved.torch_threads = threads
     return threads
+
+
+def cpu_load_readable() -> bool:
+    """Whether per-CPU busy times can be read (Linux /proc/stat via psutil)."""
+    try:
+        return len(psutil.cpu_times(percpu=True)) > 0 and hasattr(os, "sched_getaffinity")
+    except (OSError, NotImplementedError, AttributeError):
+        return False
+
+
+def busy_cpu_seconds(cpus: list[int]) -> float:
+    """CPU seconds spent busy (anything but idle and I/O wait; steal counts as busy: another
+    guest had the core) on the CPUs ``cpus`` since boot."""
+    per_cpu = psutil.cpu_times(percpu=True)
+    total = 0.0
+    for i in cpus:
+        if i < len(per_cpu):
+            t = per_cpu[i]
+            total += sum(t) - t.idle - getattr(t, "iowait", 0.0)
+            # guest time is already part of user time on Linux
+            total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
+    return total
+
+
+def family_cpu_seconds() -> float:
+    """CPU seconds used by this process (all its threads) and its live descendants (env worker
+    processes, A3C learners)."""
+    me = psutil.Process()
+    t = me.cpu_times()
+    total = t.user + t.system
+    try:
+        children = me.children(recursive=True)
+    except psutil.Error:
+        children = []
+    for child in children:
+        try:
+            c = child.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:  # it exited meanwhile
+            continue
+    return total
+
+
+class ThreadGovernor:
+    """Moves torch's intra-op thread count between 1 and ``most`` with the load that other
+    processes put on this process's cores (issue #15: a solo SAC run on 2 threads takes 5 ms
+    per gradient step instead of 9.5 ms, but two runs on two cores with 2 spinning OpenMP
+    threads each took 126 ms).
+
+    Every ``interval_s`` of wall time :meth:`tick` measures, over the last interval, the busy
+    CPU time of the cores in this process's affinity minus what this process and its
+    descendants used: the other load, in cores. Free cores = cores - other load; the target
+    is ``int(free - reserved + 0.25)`` clamped to [1, most] (``reserved``: cores this run's
+    env workers need; the 0.25 tolerates a little background noise). A lower target applies
+    at once; a higher one (after the first check) only when two checks in a row agree, so two
+    runs settle on one thread each instead of taking turns. The count changes only the speed
+    here: the same gradient steps gave bit-identical parameters on 1 and 2 threads
+    (tests/test_hardware.py), though torch does not promise that for every op;
+    ``hardware.torch_threads=N`` fixes the count.
+
+    ``busy``, ``own`` and ``clock`` are injectable for tests (seconds-valued callables).
+    """
+
+    def __init__(
+        self,
+        most: int,
+        reserved: int = 0,
+        interval_s: float = CHECK_INTERVAL_S,
+        cpus: list[int] | None = None,
+        busy: Callable[[list[int]], float] = busy_cpu_seconds,
+        own: Callable[[], float] = family_cpu_seconds,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.most, self.reserved, self.interval_s = most, reserved, interval_s
+        self.cpus = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
+        self._busy, self._own, self._clock = busy, own, clock
+        self.threads = torch.get_num_threads()
+        # The first check may rise at once (a run alone gets its threads after one interval);
+        # after that a rise needs two checks in a row.
+        self._rises = 1
+        self.other_load = 0.0  # cores, as of the last check
+        self._last = (self._clock(), self._busy(self.cpus), self._own())
+
+    def tick(self) -> int | None:
+        """Check the load if an interval has passed; returns the new thread count when it
+        changed (already set with torch.set_num_threads), else None."""
+        now = self._clock()
+        t0, busy0, own0 = self._last
+        if now - t0 < self.interval_s:
+            return None
+        busy, own = self._busy(self.cpus), self._own()
+        self._last = (now, busy, own)
+        self.other_load = max((busy - busy0) - (own - own0), 0.0) / (now - t0)
+        free = len(self.cpus) - self.other_load
+        target = min(max(int(free - self.reserved + 0.25), 1), self.most)
+        if target > self.threads:
+            self._rises += 1
+            if self._rises < 2:
+                return None
+        self._rises = 0
+        if target == self.threads:
+            return None
+        self.threads = target
+        torch.set_num_threads(target)
+        return target
 
 
 def seed_everything(seed: int) -> None:

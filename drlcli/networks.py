@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import gymnasium as gym
@@ -238,6 +239,27 @@ class StackedMLP(nn.Module):
             if layer < self.num_layers - 1:
                 h = self._act(h)
         return h[:, : self.out_dims[i]]
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Inside, ``module``'s parameters do not require gradients; afterwards each has its own
+    flag back. Forward passes made inside build no weight-gradient edges, so a loss
+    differentiated *through* the module (an actor's loss through the critics) skips the
+    ``x^T @ grad`` matmuls of its weight gradients, which the critic's next ``zero_grad``
+    would discard anyway: about a tenth of the multiply-adds of SAC's gradient step with its
+    twin 256x256 critics (4% of TD3's, whose actor learns every second step). Gradients with
+    respect to the inputs still flow.
+    """
+    params = list(module.parameters())
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
 
 
 _Opt = TypeVar("_Opt", bound=torch.optim.Optimizer)

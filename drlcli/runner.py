@@ -82,6 +82,16 @@ def rollout_rounding(cfg: TrainConfig) -> tuple[int, int] | None:
     return per_update, math.ceil(cfg.total_timesteps / per_update) * per_update
 
 
+def learning_batch(cfg: TrainConfig) -> int:
+    """Samples in one gradient step's batch: the replay batch (off-policy), PPO's minibatch,
+    else the whole rollout of ``num_steps x num_envs`` (A2C, TRPO's policy step, REINFORCE)."""
+    algo: Any = cfg.algo
+    for key in ("batch_size", "minibatch_size"):
+        if isinstance(getattr(algo, key, None), int):
+            return int(getattr(algo, key))
+    return int(getattr(algo, "num_steps", 1)) * cfg.env.num_envs
+
+
 def validate(cfg: TrainConfig) -> None:
     """Cross-field checks that the schema types cannot express; fail before any work."""
     problems = []
@@ -112,6 +122,18 @@ def validate(cfg: TrainConfig) -> None:
         problems.append(f"on_error must be continue or stop (got {cfg.on_error})")
     if cfg.log.progress not in ("auto", "rich", "plain", "none"):
         problems.append(f"log.progress must be auto, rich, plain or none (got {cfg.log.progress})")
+    if cfg.hardware.compile != "none":
+        compilable = sorted(n for n, s in registry.specs().items() if s.compilable)
+        if cfg.algo.name not in compilable:
+            problems.append(
+                f"hardware.compile={cfg.hardware.compile}: {cfg.algo.name} has no compiled "
+                f"learner; it is available for {', '.join(compilable)} (or hardware.compile=none)"
+            )
+        elif getattr(cfg.algo, "recurrent", False):
+            problems.append(
+                f"hardware.compile={cfg.hardware.compile}: recurrent PPO has no compiled learner "
+                "(its minibatches are sequences of varying layout); use hardware.compile=none"
+            )
     if problems:
         raise DrlError("Invalid settings: " + "; ".join(problems) + ".")
 
@@ -289,10 +311,20 @@ def train(
     env, eval_env = build_envs(
         cfg, resolved.vectorization, resolved.num_workers, 1 if asynchronous else None
     )
-    hardware.choose_threads(cfg.hardware, resolved, has_images(env.single_observation_space))
     algo: Algorithm | None = None
     try:
         algo = registry.build(cfg.algo, env_info_of(env), device)
+        # A3C's learners are processes of their own: the runner's process does not learn.
+        work = 0 if asynchronous else hardware.learner_work(algo.modules(), learning_batch(cfg))
+        hardware.choose_threads(
+            cfg.hardware, resolved, has_images(env.single_observation_space), work
+        )
+        if cfg.hardware.compile != "none":
+            algo.compile_learner(cfg.hardware.compile)
+            resolved.notes.append(
+                f"hardware.compile={cfg.hardware.compile}: the learner's loss functions are "
+                "compiled at their first call (expect a pause at the first update)"
+            )
         algo.set_budget(cfg.total_timesteps)
         collector = Collector(env, algo, asynchronous)
         return _train_loop(
@@ -495,6 +527,13 @@ class TrainingRun:
         self.last_sps_step = -1
         self.t0 = time.perf_counter()
         self.train_time = 0.0
+        # Automatic threads for a large learner follow the other load on the cores (#15).
+        # (Env worker processes and EnvPool's threads are this run's own load, but need cores.)
+        self.governor = (
+            hardware.ThreadGovernor(resolved.torch_threads, resolved.num_workers)
+            if resolved.adaptive_threads
+            else None
+        )
 
     # --- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -523,6 +562,9 @@ class TrainingRun:
         )
         if resolved.vectorization == "envpool":
             workers = f", EnvPool on {resolved.num_workers} thread(s)"
+        threads = str(resolved.torch_threads)
+        if resolved.adaptive_threads:
+            threads = f"1-{resolved.torch_threads}"
         envs = f"{cfg.env.num_envs} envs"
         if self.collector.asynchronous:  # A3C: the workers' envs, not env.num_envs
             algo_cfg: Any = cfg.algo
@@ -536,7 +578,7 @@ class TrainingRun:
             env_s = f"{cfg.env.id} (env={hooks.env_label})"
         logger.line(
             f"drl: training {algo_s} on {env_s} ({envs}, seed "
-            f"{cfg.seed}) on {resolved.device} with {resolved.torch_threads} thread(s){workers} "
+            f"{cfg.seed}) on {resolved.device} with {threads} thread(s){workers} "
             f"-> {self.run_dir}"
         )
         for note in hooks.notes or []:
@@ -569,6 +611,8 @@ class TrainingRun:
         metrics = self.learn()
         if metrics is None:
             return False
+        if self.governor is not None:
+            self.governor.tick()
         step = self.env.global_step
         self.check_losses(step, metrics)
         for ep in self.env.drain_episodes():
@@ -632,6 +676,7 @@ class TrainingRun:
         self.check_params(step)
         self.logger.record_dict(metrics)
         self.logger.record("charts/SPS", self.logger.sps(step))
+        self.logger.record("charts/torch_threads", torch.get_num_threads())
         self.logger.dump(step)
         self.schedule["next_log"] = step + self.cfg.log.every
         self.last_sps_step = step

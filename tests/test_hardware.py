@@ -282,8 +282,10 @@ def test_a3c_refuses_normalized_envs():
 
 
 @pytest.mark.parametrize("cores", [1, 2, 16])
-def test_auto_threads_one_for_mlps_whatever_the_core_count(monkeypatch, cores):
-    """Two runs on two cores with two spinning OpenMP threads each ran 4-150x slower (#15)."""
+def test_auto_threads_by_learner_size_whatever_the_core_count(monkeypatch, cores):
+    """Two runs on two cores with two spinning OpenMP threads each ran 4-150x slower (#15):
+    small MLPs get one thread; large learners and CNNs may use more, starting on one and
+    moved by a ThreadGovernor with the other load."""
     from drlcli import hardware
     from drlcli.config import HardwareConfig
 
@@ -291,23 +293,246 @@ def test_auto_threads_one_for_mlps_whatever_the_core_count(monkeypatch, cores):
     before = torch.get_num_threads()
     try:
         _, resolved = hardware.setup(HardwareConfig(), seed=1, num_envs=8)
-        assert hardware.choose_threads(HardwareConfig(), resolved, image_obs=False) == 1
+        work = hardware.PARALLEL_WORK - 1
+        assert hardware.choose_threads(HardwareConfig(), resolved, False, work) == 1
         assert torch.get_num_threads() == 1 and resolved.torch_threads == 1
+        assert not resolved.adaptive_threads
         assert any("torch threads: 1 (auto" in n for n in resolved.notes)
-        # CNN torsos take the cores per parallel job, minus env worker processes.
+        # A large MLP learner: up to the cores (at most MAX_MLP_THREADS), starting on one.
+        _, resolved = hardware.setup(HardwareConfig(), seed=1, num_envs=8)
+        work = hardware.PARALLEL_WORK
+        assert hardware.choose_threads(HardwareConfig(), resolved, False, work) == 1
+        assert resolved.torch_threads == min(cores, hardware.MAX_MLP_THREADS)
+        assert resolved.adaptive_threads == (cores > 1)
+        if cores > 1:
+            most = resolved.torch_threads
+            assert any(f"torch threads: 1-{most} (auto" in n for n in resolved.notes)
+        # hardware.deterministic keeps a fixed count: one for an MLP.
+        fixed = HardwareConfig(deterministic=True)
+        try:
+            _, resolved = hardware.setup(fixed, seed=1, num_envs=8)
+        finally:
+            torch.use_deterministic_algorithms(False)
+        assert hardware.choose_threads(fixed, resolved, False, work) == 1
+        assert not resolved.adaptive_threads
+        # CNN torsos: the cores per parallel job, minus env worker processes.
         monkeypatch.setenv("DRL_PARALLEL_JOBS", "2")
         _, resolved = hardware.setup(HardwareConfig(), seed=1, num_envs=8)
-        assert hardware.choose_threads(HardwareConfig(), resolved, image_obs=True) == max(
-            cores // 2, 1
-        )
+        hardware.choose_threads(HardwareConfig(), resolved, image_obs=True)
+        assert resolved.torch_threads == max(cores // 2, 1)
+        assert resolved.adaptive_threads == (resolved.torch_threads > 1)
+        assert torch.get_num_threads() == 1
         workers = HardwareConfig(vectorization="workers", num_workers=2)
         monkeypatch.delenv("DRL_PARALLEL_JOBS")
         _, resolved = hardware.setup(workers, seed=1, num_envs=8)
-        assert hardware.choose_threads(workers, resolved, image_obs=True) == max(cores - 2, 1)
+        hardware.choose_threads(workers, resolved, image_obs=True)
+        assert resolved.torch_threads == max(cores - 2, 1)
+        # Where the load cannot be watched, a CNN keeps its fixed count and an MLP one thread.
+        monkeypatch.setattr(hardware, "cpu_load_readable", lambda: False)
+        _, resolved = hardware.setup(HardwareConfig(), seed=1, num_envs=8)
+        assert hardware.choose_threads(HardwareConfig(), resolved, True) == cores
+        _, resolved = hardware.setup(HardwareConfig(), seed=1, num_envs=8)
+        assert hardware.choose_threads(HardwareConfig(), resolved, False, work) == 1
+        assert not resolved.adaptive_threads
         # An explicit count is taken as given, with no note.
         explicit = HardwareConfig(torch_threads=3)
         _, resolved = hardware.setup(explicit, seed=1, num_envs=8)
-        assert hardware.choose_threads(explicit, resolved, image_obs=False) == 3
+        assert hardware.choose_threads(explicit, resolved, image_obs=False, work=work) == 3
         assert not any("torch threads" in n for n in resolved.notes)
     finally:
         torch.set_num_threads(before)
+
+
+def test_learner_work_counts_the_largest_network_over_a_batch():
+    from drlcli import hardware
+    from drlcli.networks import StackedMLP, mlp
+
+    actor = mlp(3, [256, 256], 2, "relu")
+    critics = StackedMLP(2, 4, [256, 256], [1, 1], "relu")
+    per_sample = sum(p.numel() for p in critics.parameters())
+    assert per_sample == 2 * (4 * 256 + 256 + 256 * 256 + 256 + 256 + 1)
+    assert hardware.learner_work({"actor": actor, "critics": critics}, 256) == 256 * per_sample
+    # SAC's Pendulum learner is above the threshold; PPO's CartPole one far below it.
+    assert 256 * per_sample >= hardware.PARALLEL_WORK
+    ppo = mlp(4, [64, 64], 2, "tanh")
+    assert hardware.learner_work({"actor": ppo}, 64) < hardware.PARALLEL_WORK / 10
+
+
+class FakeLoad:
+    """Seconds-valued clock and CPU counters for a ThreadGovernor: ``advance(dt, own, other)``
+    lets ``dt`` seconds pass with this run using ``own`` cores and other processes ``other``."""
+
+    def __init__(self):
+        self.now = self.busy = self.own = 0.0
+
+    def advance(self, dt, own, other):
+        self.now += dt
+        self.own += own * dt
+        self.busy += (own + other) * dt
+
+
+def make_governor(load, most=2, reserved=0, cpus=(0, 1)):
+    from drlcli import hardware
+
+    return hardware.ThreadGovernor(
+        most,
+        reserved,
+        interval_s=2.0,
+        cpus=list(cpus),
+        busy=lambda cpus: load.busy,
+        own=lambda: load.own,
+        clock=lambda: load.now,
+    )
+
+
+def test_thread_governor_rises_when_alone_and_falls_at_once_under_load():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        load = FakeLoad()
+        gov = make_governor(load)
+        load.advance(1.0, own=1, other=0)
+        assert gov.tick() is None and gov.threads == 1  # the interval has not passed
+        load.advance(1.5, own=1, other=0.1)
+        assert gov.tick() == 2 and torch.get_num_threads() == 2  # alone: up at the first check
+        load.advance(2.0, own=2, other=0)
+        assert gov.tick() is None and gov.threads == 2  # its own two threads are not load
+        # Another run starts and takes a core (its share of a core against our spinning pair
+        # is enough): down at the first check.
+        load.advance(2.0, own=1.4, other=0.6)
+        assert gov.tick() == 1 and torch.get_num_threads() == 1
+        assert gov.other_load == pytest.approx(0.6)
+        # Both runs on one thread each: each sees the other's core busy, nobody rises.
+        for _ in range(5):
+            load.advance(2.0, own=1, other=1)
+            assert gov.tick() is None and gov.threads == 1
+        # A rise needs two checks in a row: one quiet interval between busy ones is not enough.
+        load.advance(2.0, own=1, other=0)
+        assert gov.tick() is None
+        load.advance(2.0, own=1, other=1)
+        assert gov.tick() is None
+        load.advance(2.0, own=1, other=0)
+        assert gov.tick() is None and gov.threads == 1
+        # The other run ends: back to two.
+        load.advance(2.0, own=1, other=0)
+        assert gov.tick() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_thread_governor_keeps_cores_for_env_workers_and_its_maximum():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        load = FakeLoad()
+        gov = make_governor(load, most=3, reserved=1, cpus=range(4))
+        for _ in range(2):
+            load.advance(2.0, own=2, other=0)
+            gov.tick()
+        assert gov.threads == 3  # 4 free cores, one kept for the env worker
+        load.advance(2.0, own=4, other=1)  # one core taken by someone else: 3 free - 1 worker
+        assert gov.tick() == 2
+        gov = make_governor(load, most=2, cpus=range(16))
+        for _ in range(3):
+            load.advance(2.0, own=1, other=0)
+            gov.tick()
+        assert gov.threads == 2  # never above the maximum
+    finally:
+        torch.set_num_threads(before)
+
+
+BURN = "while True: pass"
+
+
+def _detached_burners(n):
+    """``n`` busy-looping processes that are not descendants of this one (their parent exits
+    at once); returns their pids."""
+    import subprocess
+    import sys
+
+    spawn = (
+        "import subprocess, sys\n"
+        f"ps = [subprocess.Popen([sys.executable, '-c', {BURN!r}], start_new_session=True, "
+        "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) "
+        f"for _ in range({n})]\n"
+        "print(' '.join(str(p.pid) for p in ps))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", spawn], capture_output=True, text=True, check=True, timeout=60
+    )
+    return [int(pid) for pid in out.stdout.split()]
+
+
+def test_thread_governor_reads_the_real_load_of_others_and_of_its_own_children():
+    """On this machine's real counters: busy-looping processes elsewhere on every core make a
+    two-thread run drop to one; the same processes as its own children (env workers) are its
+    own load and count as such (compared with the first case, so that whatever else runs on
+    the machine cancels out)."""
+    import subprocess
+    import sys
+    import time
+
+    from drlcli import hardware
+
+    cpus = sorted(os.sched_getaffinity(0))
+    n = len(cpus)
+    before = torch.get_num_threads()
+    pids = _detached_burners(n)
+    try:
+        time.sleep(0.2)
+        torch.set_num_threads(2)
+        gov = hardware.ThreadGovernor(2, interval_s=0.5, cpus=cpus)
+        time.sleep(1.0)
+        gov.tick()
+        others_detached = gov.other_load
+        assert others_detached > 0.5 * n, others_detached
+        assert gov.threads == 1 and torch.get_num_threads() == 1
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        torch.set_num_threads(before)
+    children = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(n)]
+    try:
+        time.sleep(0.2)
+        gov = hardware.ThreadGovernor(2, interval_s=0.5, cpus=cpus)
+        time.sleep(1.0)
+        gov.tick()
+        assert gov.other_load < others_detached - 0.25 * n, (gov.other_load, others_detached)
+    finally:
+        for c in children:
+            c.kill()
+            c.wait()
+        torch.set_num_threads(before)
+
+
+def test_gradient_steps_are_the_same_on_one_and_two_threads():
+    """The adaptive count may change mid-run: SAC's gradient steps give the same parameters on
+    1 and 2 threads (bit for bit on the development machine), so a run, or its resume, does not
+    depend on when the count moved."""
+    from drlcli import registry
+    from drlcli.algos.base import EnvInfo
+    from drlcli.config import to_train_config
+
+    def params_after(threads_per_phase):
+        torch.manual_seed(0)
+        cfg = to_train_config(cli._compose(["algo=sac", "env=pendulum"]))
+        space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+        act = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+        algo = registry.build(cfg.algo, EnvInfo(space, act, 1), torch.device("cpu"))
+        rng = np.random.default_rng(0)
+        for _ in range(600):
+            o = rng.standard_normal((1, 3)).astype(np.float32)
+            a = rng.uniform(-1, 1, (1, 1)).astype(np.float32)
+            r = rng.standard_normal(1).astype(np.float32)
+            algo.replay.add(o, a, r, o, np.zeros(1, bool), np.zeros(1, bool))
+        for threads in threads_per_phase:
+            torch.set_num_threads(threads)
+            algo.learn(5)
+        return torch.cat([p.detach().flatten() for p in algo.critics.parameters()])
+
+    before = torch.get_num_threads()
+    try:
+        one, mixed = params_after([1, 1, 1]), params_after([1, 2, 1])
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(one, mixed, rtol=1e-6, atol=1e-7)

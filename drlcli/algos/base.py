@@ -80,6 +80,8 @@ class AlgoSpec:
                         cannot work; needs no env or network, runs before any run dir exists.
     hint:               one sentence added to an incompatible-space error.
     family:             "on-policy", "off-policy" or "asynchronous" (``drl list``).
+    compilable:         whether ``hardware.compile`` applies: its Algorithm implements
+                        ``compile_learner(mode)``.
     """
 
     name: str
@@ -92,6 +94,7 @@ class AlgoSpec:
     validate: Callable[[Any, int, Any], None] | None = None
     hint: str = ""
     action_masks: bool = False
+    compilable: bool = False
 
 
 CONTINUOUS_HINT = "acts in continuous (Box) spaces; for discrete actions use dqn or ppo."
@@ -195,6 +198,12 @@ class Algorithm(ABC):
 
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def compile_learner(self, mode: str) -> None:
+        """Replace the functions the update calls (losses, targets, policy sampling) with
+        ``torch.compile``d ones (``hardware.compile``, drlcli.hardware.compiled). Only for
+        algorithms whose AlgoSpec says ``compilable``; raises DrlError otherwise."""
+        raise DrlError(f"{type(self).__name__} has no compiled learner (hardware.compile).")
 
     def check_finite(self) -> str | None:
         """Name of the first parameter holding NaN/inf, or None."""

@@ -40,7 +40,7 @@ from drlcli.algos.offpolicy import (
 )
 from drlcli.algos.sac import LOG_STD_MAX, LOG_STD_MIN, squashed_log_prob
 from drlcli.config import OffPolicyConfig
-from drlcli.networks import FlatParams, activation_cls
+from drlcli.networks import FlatParams, activation_cls, frozen
 
 
 @dataclass
@@ -318,7 +318,9 @@ class CrossQ(OffPolicy):
             alpha_loss.backward()
             self.alpha_opt.step()
         self.critics.eval()
-        actor_loss = (alpha * logp_pi - self.critics(obs, a_pi).min(0).values).mean()
+        with frozen(self.critics):  # no critic weight gradients from the actor's loss
+            q_pi = self.critics(obs, a_pi).min(0).values
+        actor_loss = (alpha * logp_pi - q_pi).mean()
         self.actor_flat.zero_grad()
         actor_loss.backward()
         self.actor_opt.step()

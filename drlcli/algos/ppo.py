@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from drlcli.algos.base import POLICY_GRADIENT_ACTIONS, Algorithm, AlgoSpec, EnvInfo
 from drlcli.algos.onpolicy import OnPolicy, common_problems, raise_problems
 from drlcli.config import PPOConfig
+from drlcli.hardware import compiled
 from drlcli.networks import DistParams, FlatParams, snapshot
 from drlcli.returns import explained_variance
 
@@ -103,6 +104,7 @@ class PPO(OnPolicy):
         self.cfg: PPOConfig = cfg
         self.kl_beta = cfg.kl_beta_init
         super().__init__(cfg, env_info, device)
+        self._minibatch_loss = self.minibatch_loss  # compile_learner swaps in a compiled one
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         # Per-op overhead, not FLOPs, bounds small nets: all parameters live in one flat tensor
@@ -126,6 +128,47 @@ class PPO(OnPolicy):
         for start in range(0, size - mb + 1, mb):
             idx = perm[start : start + mb]
             yield idx, idx
+
+    def compile_learner(self, mode: str) -> None:
+        self._minibatch_loss = compiled(self.minibatch_loss, mode)
+
+    def minibatch_loss(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        old_logp: torch.Tensor,
+        adv: torch.Tensor,
+        ret: torch.Tensor,
+        old_v: torch.Tensor,
+        key: Any,
+        old: DistParams | None,
+        kl_beta: float | torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """(loss, log ratio (B,), policy loss, value loss, KL or 0) of one minibatch of B
+        samples: the clipped surrogate (Schulman et al. 2017, eq. 7) or, with ``old`` (pi_old's
+        distribution parameters), the KL-penalized one (eq. 8) with coefficient ``kl_beta``;
+        the (optionally clipped) value loss, and the entropy bonus."""
+        cfg, head = self.cfg, self.policy.head
+        dist_params, value = self.forward(obs, key)
+        logratio = head.log_prob(dist_params, act) - old_logp
+        ratio = logratio.exp()
+        kl = torch.zeros((), device=obs.device)
+        if old is not None:
+            kl = head.kl(old, dist_params).mean()
+            pg_loss = -(ratio * adv).mean() + kl_beta * kl
+        else:
+            pg_loss = -torch.min(
+                ratio * adv, ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * adv
+            ).mean()
+        if cfg.clip_vloss:
+            v_clipped = old_v + (value - old_v).clamp(-cfg.vf_clip_coef, cfg.vf_clip_coef)
+            v_loss = torch.max((value - ret).pow(2), (v_clipped - ret).pow(2)).mean()
+        else:
+            v_loss = F.mse_loss(value, ret)
+        loss = pg_loss + cfg.vf_coef * v_loss
+        if cfg.ent_coef != 0.0:
+            loss = loss - cfg.ent_coef * head.entropy(dist_params).mean()
+        return loss, logratio, pg_loss, v_loss, kl
 
     def forward(self, obs: torch.Tensor, key: Any) -> tuple[DistParams, torch.Tensor]:
         """Policy parameters and values for a minibatch (``obs`` already gathered; ``key``: its
@@ -157,6 +200,10 @@ class PPO(OnPolicy):
             # Per-minibatch normalization of a single full-batch minibatch, hoisted out of the loop.
             b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
 
+        # A compiled loss takes beta as a tensor (a float would recompile at every change).
+        kl_beta: float | torch.Tensor = self.kl_beta
+        if self._minibatch_loss is not self.minibatch_loss:
+            kl_beta = torch.tensor(self.kl_beta, dtype=torch.float32, device=self.device)
         logratios, pg_losses, v_losses, kls = [], [], [], []
         epochs_done = 0
         stop = False
@@ -172,8 +219,9 @@ class PPO(OnPolicy):
                     if cfg.norm_adv and adv.numel() > 1:
                         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
-                dist_params, value = self.forward(obs, key)
-                logratio = head.log_prob(dist_params, act) - old_logp
+                loss, logratio, pg_loss, v_loss, kl = self._minibatch_loss(
+                    obs, act, old_logp, adv, ret, old_v, key, old, kl_beta
+                )
                 if cfg.target_kl is not None:
                     with torch.no_grad():
                         # Schulman's low-variance unbiased KL estimator k3 = (r - 1) - log r.
@@ -181,23 +229,8 @@ class PPO(OnPolicy):
                     if kl_est > 1.5 * cfg.target_kl:
                         stop = True
                         break
-                ratio = logratio.exp()
                 if penalty:
-                    kl = head.kl(old, dist_params).mean()
-                    pg_loss = -(ratio * adv).mean() + self.kl_beta * kl
                     kls.append(kl.detach())
-                else:
-                    pg_loss = -torch.min(
-                        ratio * adv, ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * adv
-                    ).mean()
-                if cfg.clip_vloss:
-                    v_clipped = old_v + (value - old_v).clamp(-cfg.vf_clip_coef, cfg.vf_clip_coef)
-                    v_loss = torch.max((value - ret).pow(2), (v_clipped - ret).pow(2)).mean()
-                else:
-                    v_loss = F.mse_loss(value, ret)
-                loss = pg_loss + cfg.vf_coef * v_loss
-                if cfg.ent_coef != 0.0:
-                    loss = loss - cfg.ent_coef * head.entropy(dist_params).mean()
 
                 self.flat.zero_grad()
                 loss.backward()
@@ -270,5 +303,6 @@ SPECS = (
         images=True,
         validate=validate_ppo,
         action_masks=True,
+        compilable=True,
     ),
 )

@@ -34,7 +34,8 @@ from drlcli.algos.offpolicy import (
 )
 from drlcli.config import SACConfig
 from drlcli.errors import DrlError
-from drlcli.networks import FlatParams, StackedMLP, StateDependentNoise, mlp
+from drlcli.hardware import compiled
+from drlcli.networks import FlatParams, StackedMLP, StateDependentNoise, frozen, mlp
 from drlcli.returns import polyak_update
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -236,9 +237,43 @@ class SAC(OffPolicy):
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.learning_rate)
         self.target_entropy = -float(act_dim)
         self.replay = self.make_replay((act_dim,), np.float32)
+        # The functions a gradient step calls; compile_learner swaps in compiled ones.
+        self._sample = self.actor.sample
+        self._soft_target = self.soft_target
+        self._critic_loss = self.critic_loss
+        self._actor_q = self.actor_q
 
     def modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critics": self.critics}
+
+    def compile_learner(self, mode: str) -> None:
+        self._sample = compiled(self.actor.sample, mode)
+        self._soft_target = compiled(self.soft_target, mode)
+        self._critic_loss = compiled(self.critic_loss, mode)
+        self._actor_q = compiled(self.actor_q, mode)
+
+    def soft_target(
+        self, b: dict[str, torch.Tensor], alpha: torch.Tensor, matrix: torch.Tensor | None
+    ) -> torch.Tensor:
+        """y = r + gamma^n (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')) (B,),
+        a' ~ pi(s') (with gSDE's ``matrix`` of this step), no gradients."""
+        with torch.no_grad():
+            a_next, logp_next = self.actor.sample(b["next_obs"], matrix)
+            q1_t, q2_t = twin_q(self.critics_target, b["next_obs"], a_next)
+            soft_q = torch.min(q1_t, q2_t) - alpha * logp_next
+            return b["rewards"] + b["discounts"] * (1.0 - b["terminated"].float()) * soft_q
+
+    def critic_loss(
+        self, obs: torch.Tensor, actions: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        """0.5 (MSE(Q1(s, a), y) + MSE(Q2(s, a), y)), a scalar."""
+        q1, q2 = twin_q(self.critics, obs, actions)
+        return 0.5 * (F.mse_loss(q1, y) + F.mse_loss(q2, y))
+
+    def actor_q(self, obs: torch.Tensor, a_pi: torch.Tensor) -> torch.Tensor:
+        """min_i Q_i(s, a_pi) (B,); called with the critics frozen."""
+        q1_pi, q2_pi = twin_q(self.critics, obs, a_pi)
+        return torch.min(q1_pi, q2_pi)
 
     def explore(self, obs: np.ndarray, random: bool) -> tuple[np.ndarray, np.ndarray]:
         if random:
@@ -269,7 +304,7 @@ class SAC(OffPolicy):
             b = self.batch(self.replay.sample_index(cfg.batch_size, self.rng))
             # gSDE: one exploration matrix per gradient step for the batch and its targets.
             matrix = self.actor.training_matrix()
-            a_pi, logp_pi = self.actor.sample(b["obs"], matrix)
+            a_pi, logp_pi = self._sample(b["obs"], matrix)
             # The temperature of this step's targets and actor loss is the one from before its
             # own update (Haarnoja et al. 2018, algorithm 1; Stable-Baselines3 SAC.train).
             alpha = self.log_alpha.detach().exp()
@@ -280,19 +315,15 @@ class SAC(OffPolicy):
                 alpha_loss.backward()
                 self.alpha_opt.step()
 
-            with torch.no_grad():
-                a_next, logp_next = self.actor.sample(b["next_obs"], matrix)
-                q1_t, q2_t = twin_q(self.critics_target, b["next_obs"], a_next)
-                soft_q = torch.min(q1_t, q2_t) - alpha * logp_next
-                y = b["rewards"] + b["discounts"] * (1.0 - b["terminated"].float()) * soft_q
-            q1, q2 = twin_q(self.critics, b["obs"], b["actions"])
-            critic_loss = 0.5 * (F.mse_loss(q1, y) + F.mse_loss(q2, y))
+            y = self._soft_target(b, alpha, matrix)
+            critic_loss = self._critic_loss(b["obs"], b["actions"], y)
             self.critic_flat.zero_grad()
             critic_loss.backward()
             self.critic_opt.step()
 
-            q1_pi, q2_pi = twin_q(self.critics, b["obs"], a_pi)
-            actor_loss = (alpha * logp_pi - torch.min(q1_pi, q2_pi)).mean()
+            with frozen(self.critics):  # no critic weight gradients from the actor's loss
+                q_pi = self._actor_q(b["obs"], a_pi)
+            actor_loss = (alpha * logp_pi - q_pi).mean()
             self.actor_flat.zero_grad()
             actor_loss.backward()
             self.actor_opt.step()
@@ -344,5 +375,6 @@ SPECS = (
         "off-policy",
         validate=validate_sac,
         hint="SAC " + CONTINUOUS_HINT,
+        compilable=True,
     ),
 )

@@ -25,7 +25,8 @@ from drlcli.algos.offpolicy import (
 )
 from drlcli.algos.sac import twin_q
 from drlcli.config import TD3Config
-from drlcli.networks import FlatParams, StackedMLP, mlp
+from drlcli.hardware import compiled
+from drlcli.networks import FlatParams, StackedMLP, frozen, mlp
 from drlcli.returns import polyak_update
 
 
@@ -107,8 +108,48 @@ class TD3(OffPolicy):
             (env_info.num_envs, act_dim), cfg.action_noise_std, cfg.ou_theta, cfg.ou_dt, self.rng
         )
 
+        # The functions a gradient step calls; compile_learner swaps in compiled ones.
+        self._target = self.target
+        self._critic_loss = self.critic_loss
+        self._actor_loss = self.actor_loss
+
     def modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critics": self.critics}
+
+    def compile_learner(self, mode: str) -> None:
+        self._target = compiled(self.target, mode)
+        self._critic_loss = compiled(self.critic_loss, mode)
+        self._actor_loss = compiled(self.actor_loss, mode)
+
+    def target(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """y = r + gamma^n (1 - terminated) min_i Q'_i(s', clip(mu'(s') + clip(eps))) (B,),
+        eps ~ N(0, target_policy_noise) clipped to +-target_noise_clip (TD3's target policy
+        smoothing; none for DDPG), no gradients."""
+        cfg = self.cfg
+        with torch.no_grad():
+            a_next = self.actor_target(b["next_obs"])
+            if cfg.twin_critics and cfg.target_policy_noise > 0:
+                noise = (torch.randn_like(a_next) * cfg.target_policy_noise).clamp(
+                    -cfg.target_noise_clip, cfg.target_noise_clip
+                )
+                a_next = (a_next + noise).clamp(-1.0, 1.0)
+            q_next = torch.stack(twin_q(self.critics_target, b["next_obs"], a_next)).min(0)
+            return b["rewards"] + b["discounts"] * (1.0 - b["terminated"].float()) * q_next.values
+
+    def critic_loss(
+        self, obs: torch.Tensor, actions: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        """Sum over the critics of MSE(Q_i(s, a), y), a scalar."""
+        qs = twin_q(self.critics, obs, actions)
+        loss = F.mse_loss(qs[0], y)
+        for q in qs[1:]:
+            loss = loss + F.mse_loss(q, y)
+        return loss
+
+    def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
+        """-mean Q_1(s, mu(s)): only the first critic drives the actor (evaluated alone)."""
+        x = torch.cat([obs, self.actor(obs)], dim=-1)
+        return -self.critics.forward_one(x, 0).mean()
 
     def explore(self, obs: np.ndarray, random: bool) -> tuple[np.ndarray, np.ndarray]:
         if random:
@@ -136,18 +177,8 @@ class TD3(OffPolicy):
         critic_losses, actor_losses = [], []
         for _ in range(gradient_steps):
             b = self.batch(self.replay.sample_index(cfg.batch_size, self.rng))
-            with torch.no_grad():
-                a_next = self.actor_target(b["next_obs"])
-                if cfg.twin_critics and cfg.target_policy_noise > 0:
-                    noise = (torch.randn_like(a_next) * cfg.target_policy_noise).clamp(
-                        -cfg.target_noise_clip, cfg.target_noise_clip
-                    )
-                    a_next = (a_next + noise).clamp(-1.0, 1.0)
-                q_next = torch.stack(twin_q(self.critics_target, b["next_obs"], a_next)).min(0)
-                y = b["rewards"] + b["discounts"] * (1.0 - b["terminated"].float()) * q_next.values
-            qs = twin_q(self.critics, b["obs"], b["actions"])
-            critic_loss = sum(F.mse_loss(q, y) for q in qs)
-            assert isinstance(critic_loss, torch.Tensor)
+            y = self._target(b)
+            critic_loss = self._critic_loss(b["obs"], b["actions"], y)
             self.critic_flat.zero_grad()
             critic_loss.backward()
             self.critic_opt.step()
@@ -155,9 +186,8 @@ class TD3(OffPolicy):
             self.grad_steps += 1
 
             if self.grad_steps % cfg.policy_delay == 0:
-                # Only the first critic drives the actor: evaluate it alone.
-                x = torch.cat([b["obs"], self.actor(b["obs"])], dim=-1)
-                actor_loss = -self.critics.forward_one(x, 0).mean()
+                with frozen(self.critics):  # no critic weight gradients from the actor's loss
+                    actor_loss = self._actor_loss(b["obs"])
                 self.actor_flat.zero_grad()
                 actor_loss.backward()
                 self.actor_opt.step()
@@ -189,6 +219,7 @@ SPECS = tuple(
         "off-policy",
         validate=validate_td3,
         hint=f"{name.upper()} " + CONTINUOUS_HINT,
+        compilable=True,
     )
     for name in ("td3", "ddpg")
 )

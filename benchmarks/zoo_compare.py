@@ -1,9 +1,12 @@
 """Learning curves of drlcli and Stable-Baselines3 on the env zoo at the same env steps (not run
 in CI): SAC on HalfCheetah-v5 (RL Zoo set) and PPO on an Atari game (PPO paper set, standard
-preprocessing; SB3 through its own make_atari_env + VecFrameStack pipeline).
+preprocessing; SB3 through its own make_atari_env + VecFrameStack pipeline); A2C on
+LunarLander-v3 (RL Zoo set: 8 envs x 5 steps, gamma 0.995, lr 8.3e-4 annealed); TRPO on
+LunarLanderContinuous (the Zoo's sb3-contrib set, VecNormalize on SB3's side).
 
     python benchmarks/zoo_compare.py sac-halfcheetah --steps 50000 --every 10000
     python benchmarks/zoo_compare.py ppo-breakout --steps 100000 --every 20000
+    python benchmarks/zoo_compare.py a2c-lunarlander --steps 200000 --every 50000 --impl sb3
 
     python benchmarks/zoo_compare.py report drlcli.jsonl sb3.jsonl   # saved lines -> Markdown
 
@@ -79,7 +82,51 @@ def sb3(task: str, steps: int, every: int, seed: int) -> dict:
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 
     torch.set_num_threads(1)
-    if task.startswith("sac"):
+    if task == "a2c-lunarlander":  # the RL Zoo's set (conf/tuned/a2c_lunarlander.yaml)
+        from stable_baselines3 import A2C
+        from stable_baselines3.common.env_util import make_vec_env
+
+        env = make_vec_env("LunarLander-v3", n_envs=8, seed=seed)
+        eval_env = make_vec_env("LunarLander-v3", n_envs=1, seed=seed + 10_000)
+        model = A2C(
+            "MlpPolicy",
+            env,
+            n_steps=5,
+            gamma=0.995,
+            learning_rate=lambda f: 8.3e-4 * f,
+            ent_coef=1e-5,
+            seed=seed,
+            device="cpu",
+        )
+        freq = every // 8
+    elif task == "trpo-lunarlander_continuous":  # the Zoo's sb3-contrib set, as ours
+        from sb3_contrib import TRPO
+        from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        kw = {"continuous": True}
+        env = VecNormalize(make_vec_env("LunarLander-v3", n_envs=2, seed=seed, env_kwargs=kw))
+        eval_env = VecNormalize(
+            make_vec_env("LunarLander-v3", n_envs=1, seed=seed + 10_000, env_kwargs=kw),
+            training=False,
+            norm_reward=False,
+        )  # EvalCallback copies the training statistics into it before each evaluation
+        model = TRPO(
+            "MlpPolicy",
+            env,
+            n_steps=1024,
+            n_critic_updates=20,
+            learning_rate=1e-3,
+            target_kl=0.01,
+            cg_max_steps=15,
+            cg_damping=0.1,
+            gae_lambda=0.95,
+            gamma=0.99,
+            seed=seed,
+            device="cpu",
+        )
+        freq = every // 2
+    elif task.startswith("sac"):
         from stable_baselines3 import SAC
         from stable_baselines3.common.env_util import make_vec_env
 
@@ -214,7 +261,16 @@ def main() -> None:
         description=__doc__.splitlines()[0],
         epilog="`zoo_compare.py report FILE...` turns saved JSON lines into a Markdown table.",
     )
-    parser.add_argument("task", choices=["sac-halfcheetah", "ppo-breakout", "ppo-pong"])
+    parser.add_argument(
+        "task",
+        choices=[
+            "sac-halfcheetah",
+            "ppo-breakout",
+            "ppo-pong",
+            "a2c-lunarlander",
+            "trpo-lunarlander_continuous",
+        ],
+    )
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--every", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)

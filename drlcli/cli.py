@@ -339,7 +339,7 @@ def preflight(cfg: Any) -> None:
         check_workers_can_carry,
         make_single_env,
     )
-    from drlcli.hardware import check_threads, resolve_device, resolve_workers
+    from drlcli.hardware import check_compiler, check_threads, resolve_device, resolve_workers
     from drlcli.networks import check_sde_action_space, is_image
     from drlcli.registry import check_compatible
     from drlcli.runner import validate
@@ -354,9 +354,10 @@ def preflight(cfg: Any) -> None:
         ) from exc
     validate(tc)
     check_env_id(tc.env.id, tc.env.imports)
-    resolve_device(tc.hardware.device)
+    device = resolve_device(tc.hardware.device)
     resolve_workers(tc.hardware, tc.env.num_envs)
     check_threads(tc.hardware)
+    check_compiler(tc.hardware, device)
     # Build one env: missing optional extras, bad kwargs or wrappers, incompatible spaces.
     probe = make_single_env(tc.env)
     try:

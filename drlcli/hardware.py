@@ -134,6 +134,26 @@ def check_threads(cfg: HardwareConfig) -> None:
         )
 
 
+def check_compiler(cfg: HardwareConfig, device: torch.device) -> None:
+    """Raises DrlError when ``hardware.compile`` is on for a CPU run and torch's inductor finds
+    no working C++ compiler (it generates C++ for CPU kernels): said before the run starts,
+    not as a traceback at the first update."""
+    if cfg.compile == "none" or device.type != "cpu":
+        return
+    try:
+        from torch._inductor import cpp_builder
+
+        cpp_builder.get_cpp_compiler()
+    except Exception as exc:  # InvalidCxxCompiler, or an inductor without this helper
+        if type(exc).__name__ != "InvalidCxxCompiler":
+            return  # cannot tell here: the first compiled call will say
+        raise DrlError(
+            f"hardware.compile={cfg.compile} on CPU needs a C++ compiler (torch's inductor "
+            "generates C++ kernels) and none works here (CXX, g++ or clang++); install one, "
+            "or use hardware.compile=none."
+        ) from None
+
+
 def compiled(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
     """``fn`` compiled with torch.compile in ``mode`` (hardware.compile): whole-graph
     (``fullgraph=True``: a function that cannot be captured whole raises at its first call
@@ -196,6 +216,8 @@ def choose_threads(cfg: HardwareConfig, resolved: Resolved, image_obs: bool, wor
                 f"the learner's batches are large ({work / 1e6:.0f}M multiply-adds per forward "
                 "pass), so more threads pay"
             )
+            if most == 1:
+                why += ", but this job has one core to itself"
         else:
             most = 1
             why = "vector observations: small MLPs run as fast on one thread, and runs "
@@ -211,7 +233,10 @@ def choose_threads(cfg: HardwareConfig, resolved: Resolved, image_obs: bool, wor
             )
         elif not image_obs and most > 1:
             threads = 1
-            why += "; fixed at 1 since the other load cannot be watched here"
+            if cfg.deterministic:
+                why += "; fixed at 1 with hardware.deterministic=true"
+            else:
+                why += "; fixed at 1 since the other load cannot be watched here"
         resolved.notes.append(
             f"torch threads: {'1-' + str(most) if resolved.adaptive_threads else threads} "
             f"(auto; {why}; set hardware.torch_threads=N to override)"

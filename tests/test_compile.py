@@ -230,3 +230,15 @@ def test_drl_train_with_compile_runs_and_says_so(drl, clean_env, tmp_path):
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "finished" and np.isfinite(result["eval_mean_return"])
     assert "compile: default" in (run_dir / "config.yaml").read_text()
+
+
+def test_compile_without_a_cpp_compiler_is_refused_before_the_run(monkeypatch, tmp_path):
+    """On CPU inductor generates C++: with no working compiler the user got a 100-line
+    traceback at the first update and a failed run dir; now one paragraph, before."""
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-g++"))
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-g++"))}):
+        with pytest.raises(DrlError, match=r"needs a C\+\+ compiler .* hardware.compile=none"):
+            cli.preflight(cli._compose(["algo=sac", "env=pendulum", "hardware.compile=default"]))
+        cli.preflight(cli._compose(["algo=sac", "env=pendulum"]))  # eager needs none

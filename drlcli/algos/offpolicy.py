@@ -219,9 +219,15 @@ class OffPolicy(Algorithm):
 
     def replay_state(self) -> dict[str, Any]:
         replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
+        bg = self.rng.bit_generator.state
         state: dict[str, Any] = {
-            "rng": self.rng.bit_generator.state["state"]["state"],
-            "rng_inc": self.rng.bit_generator.state["state"]["inc"],
+            "rng": bg["state"]["state"],
+            "rng_inc": bg["state"]["inc"],
+            # PCG64 keeps the unused half of a 64-bit draw for the next 32-bit one (integers()
+            # in replay sampling): without it a resume after an odd number of 32-bit draws
+            # sampled other replay indices than the uninterrupted run.
+            "rng_has_uint32": int(bg["has_uint32"]),
+            "rng_uinteger": int(bg["uinteger"]),
             "env_steps": self.env_steps,
             "grad_steps": self.grad_steps,
             # Schedules read it while collecting, before the first update of a resumed run.
@@ -239,6 +245,9 @@ class OffPolicy(Algorithm):
         replay: ReplayBuffer = self.replay  # type: ignore[attr-defined]
         bg = dict(self.rng.bit_generator.state)
         bg["state"] = {"state": int(state["rng"]), "inc": int(state["rng_inc"])}
+        # Checkpoints from before the buffered half was saved resume without it, as they did.
+        bg["has_uint32"] = int(state.get("rng_has_uint32", 0))
+        bg["uinteger"] = int(state.get("rng_uinteger", 0))
         self.rng.bit_generator.state = bg
         self.env_steps = int(state["env_steps"])
         self.grad_steps = int(state["grad_steps"])

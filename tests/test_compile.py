@@ -115,7 +115,8 @@ def test_compiled_offpolicy_learner_takes_the_eager_steps(algo_name, inductor_ea
     try:
         overrides = [f"algo={algo_name}", "env=pendulum", "algo.hidden_sizes=[64,64]"]
         eager, comp = _build(overrides, PENDULUM), _build(overrides, PENDULUM, mode="default")
-        assert comp._critic_loss is not comp.critic_loss  # the compiled function is in use
+        assert comp._critic_loss != comp.critic_loss  # the compiled function is in use
+        assert eager._critic_loss == eager.critic_loss
         for algo in (eager, comp):
             _fill_replay(algo, PENDULUM)
         for k in range(4):
@@ -153,7 +154,7 @@ def test_compiled_ppo_learner_takes_the_eager_steps(
         masks = bool(masks)
         eager = _build(overrides, spaces, 4, masks=masks)
         comp = _build(overrides, spaces, 4, "default", masks=masks)
-        assert comp._minibatch_loss is not comp.minibatch_loss
+        assert comp._compiled and not eager._compiled
         start = _params(eager)
         for update in range(2):
             for algo in (eager, comp):

@@ -105,6 +105,7 @@ class PPO(OnPolicy):
         self.kl_beta = cfg.kl_beta_init
         super().__init__(cfg, env_info, device)
         self._minibatch_loss = self.minibatch_loss  # compile_learner swaps in a compiled one
+        self._compiled = False
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         # Per-op overhead, not FLOPs, bounds small nets: all parameters live in one flat tensor
@@ -131,6 +132,7 @@ class PPO(OnPolicy):
 
     def compile_learner(self, mode: str) -> None:
         self._minibatch_loss = compiled(self.minibatch_loss, mode)
+        self._compiled = True
 
     def minibatch_loss(
         self,
@@ -202,7 +204,7 @@ class PPO(OnPolicy):
 
         # A compiled loss takes beta as a tensor (a float would recompile at every change).
         kl_beta: float | torch.Tensor = self.kl_beta
-        if self._minibatch_loss is not self.minibatch_loss:
+        if self._compiled:  # (a bound method is a new object at each access: no `is` test)
             kl_beta = torch.tensor(self.kl_beta, dtype=torch.float32, device=self.device)
         logratios, pg_losses, v_losses, kls = [], [], [], []
         epochs_done = 0

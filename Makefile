@@ -21,7 +21,7 @@ BENCH_STAMP := $(VENV)/.drlcli-bench-installed
 # Exact versions of everything but torch, last known green (see constraints.txt; `make lock`).
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: install install-base run test test-slow lint format bench lock clean help
+.PHONY: install install-base run test test-slow lint format bench bench-gpu lock clean help
 
 help:
 	@echo "make run        install the training deps, then train PPO on CartPole"
@@ -31,6 +31,7 @@ help:
 	@echo "make lint       ruff (lint + format check) and mypy"
 	@echo "make lock       refresh constraints.txt (the pinned versions make install uses)"
 	@echo "make bench      drlcli vs Stable-Baselines3 (PPO, A2C, TRPO, DQN, SAC, TD3), SBX (CrossQ), scaling tables and the networks.py speed tricks"
+	@echo "make bench-gpu  on a CUDA machine: eager vs compiled vs SB3/SBX (SAC HalfCheetah, PPO Pong)"
 	@echo "TORCH_INDEX=URL the package index torch is installed from (CPU or CUDA build; see top)"
 
 $(BIN)/python:
@@ -80,6 +81,12 @@ bench: install $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_threads.py
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_tricks.py
+
+# On a machine with a CUDA GPU (and a CUDA build of torch: see TORCH_INDEX above): eager vs
+# compiled drlcli vs SB3 / SBX on SAC HalfCheetah and PPO Pong (benchmarks/bench_gpu.py).
+bench-gpu: install $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench_gpu.py
+	$(BIN)/python benchmarks/bench_compile.py --device cuda --modes default reduce-overhead
 
 # Re-resolve every dependency to the newest versions pyproject.toml allows, in a throwaway venv,
 # and write them to constraints.txt. Then `make clean test` and commit constraints.txt if green.

@@ -160,9 +160,37 @@ def compiled(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
     instead of silently running partly eager) and static shapes (a learner's batches keep
     their size). Used on the functions an algorithm's update really calls (losses, targets,
     policy sampling), not on ``nn.Module.forward``, which those updates mostly bypass."""
-    return torch.compile(
-        fn, mode=None if mode == "default" else mode, fullgraph=True, dynamic=False
-    )
+    cfn = torch.compile(fn, mode=None if mode == "default" else mode, fullgraph=True, dynamic=False)
+    if mode == "default":
+        return cfn
+
+    def owned_outputs(*args: Any, **kwargs: Any) -> Any:
+        # CUDA graphs (reduce-overhead, max-autotune) hand out views of a memory pool that the
+        # next replay overwrites: SAC's sampled actions were overwritten before its actor loss
+        # read them on an H200 (issue #15). A clone (differentiable) makes them the caller's.
+        out = cfn(*args, **kwargs)
+        if isinstance(out, torch.Tensor):
+            return out.clone()
+        if isinstance(out, tuple):
+            return tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in out)
+        return out
+
+    return owned_outputs
+
+
+def graph_step() -> None:
+    """Mark the start of a gradient step (or minibatch) for CUDA graphs (``hardware.compile=
+    reduce-overhead`` / ``max-autotune`` on a GPU): the outputs of the previous step's graphs
+    may then be overwritten. Without it, PyTorch refused SAC's second step on an H200
+    ("accessing tensor output of CUDAGraphs that has been overwritten", issue #15). Anything
+    kept across steps (logged losses) must be a clone, not the graph's output (:func:`kept`).
+    A no-op cost without CUDA graphs."""
+    torch.compiler.cudagraph_mark_step_begin()
+
+
+def kept(t: torch.Tensor) -> torch.Tensor:
+    """``t`` detached into memory of its own, safe to keep past the next :func:`graph_step`."""
+    return t.detach().clone()
 
 
 # Multiply-adds of one forward pass of the largest network over one learning batch from which
@@ -199,7 +227,10 @@ def choose_threads(cfg: HardwareConfig, resolved: Resolved, image_obs: bool, wor
     as the other load on its cores allows: two runs that both spun two OpenMP threads on two
     cores ran 4-25x slower (150x on a busy machine; issue #15), since idle OpenMP threads
     spin. Where the load cannot be read (not Linux), or with ``hardware.deterministic``, the
-    count stays fixed: one for MLPs, the maximum for CNNs (as before the governor).
+    count stays fixed: one for MLPs, the maximum for CNNs (as before the governor). With
+    ``hardware.compile`` it stays at one: torch.compile guards on the thread count, so each
+    change recompiled every compiled function (seen as a 5x slower SAC run). A learner on a GPU
+    gets one: its CPU threads carry only small host-side ops.
 
     Returns the thread count set now; the reason goes to ``resolved.notes`` for the start line.
     """
@@ -207,7 +238,13 @@ def choose_threads(cfg: HardwareConfig, resolved: Resolved, image_obs: bool, wor
     if threads == 0:
         jobs = max(int(os.environ.get("DRL_PARALLEL_JOBS", "1")), 1)
         per_job = max(available_cores() // jobs - resolved.num_workers, 1)
-        if image_obs:
+        if resolved.device != "cpu":
+            most = 1
+            why = (
+                f"the learner runs on {resolved.device}: torch's CPU threads only carry small "
+                "host-side ops there"
+            )
+        elif image_obs:
             most = per_job
             why = "image observations: the CNN may use the cores left per job after env workers"
         elif work >= PARALLEL_WORK and resolved.device == "cpu":
@@ -223,13 +260,20 @@ def choose_threads(cfg: HardwareConfig, resolved: Resolved, image_obs: bool, wor
             why = "vector observations: small MLPs run as fast on one thread, and runs "
             why += "sharing the machine do not slow each other down"
         threads = most
-        if most > 1 and not cfg.deterministic and cpu_load_readable():
+        compiled = cfg.compile != "none"
+        if most > 1 and not cfg.deterministic and not compiled and cpu_load_readable():
             resolved.adaptive_threads = True
             threads = 1
             why += (
                 f"; starts on 1 and uses up to {most} while no other process keeps these cores "
                 f"busy (checked every {CHECK_INTERVAL_S:.0f} s: runs sharing cores would spin "
                 "against each other)"
+            )
+        elif most > 1 and compiled:
+            threads = 1
+            why += (
+                f"; fixed at 1 with hardware.compile={cfg.compile}, since every change of the "
+                "thread count recompiles the compiled functions"
             )
         elif not image_obs and most > 1:
             threads = 1

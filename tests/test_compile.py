@@ -183,6 +183,35 @@ def test_a_function_that_cannot_be_captured_whole_raises_instead_of_running_part
         compiled(breaks_the_graph, "default")(torch.ones(3))
 
 
+@pytest.mark.parametrize("mode", ["reduce-overhead", "max-autotune"])
+def test_cuda_graph_outputs_survive_the_next_replay(monkeypatch, mode):
+    """A CUDA graph returns views of a static memory pool that its next replay overwrites:
+    on an H200, SAC's sampled actions were overwritten before its actor loss read them
+    (hardware.compile=reduce-overhead crashed at the second gradient step, #15). Simulated
+    here with a stand-in that returns one static buffer per call, as a replayed graph does:
+    the caller's tensors must keep their values, and gradients must still flow."""
+    static = torch.zeros(3)
+
+    def graph_like(fn, **_):
+        def replay(*args):
+            with torch.no_grad():
+                static.copy_(fn(*args))
+            return static  # the pool's memory itself, as a replayed graph hands it out
+
+        return replay
+
+    monkeypatch.setattr(torch, "compile", graph_like)
+    double = compiled(lambda x: 2 * x, mode)
+    first = double(torch.ones(3))
+    second = double(torch.full((3,), 5.0))
+    assert first.tolist() == [2.0, 2.0, 2.0] and second.tolist() == [10.0, 10.0, 10.0]
+    # The copy is differentiable: the actor's loss still reaches the sampling graph.
+    monkeypatch.setattr(torch, "compile", lambda fn, **_: fn)
+    x = torch.ones(3, requires_grad=True)
+    compiled(lambda x: 2 * x, mode)(x).sum().backward()
+    assert x.grad is not None and x.grad.tolist() == [2.0, 2.0, 2.0]
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

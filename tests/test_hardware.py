@@ -343,6 +343,33 @@ def test_auto_threads_by_learner_size_whatever_the_core_count(monkeypatch, cores
         torch.set_num_threads(before)
 
 
+def test_compiled_and_gpu_learners_keep_one_fixed_thread(monkeypatch):
+    """torch.compile guards on the thread count: a governor that moved it recompiled SAC's
+    functions at each change (a compiled SAC run went 5x slower than eager on 2 cores, #15). A
+    learner on a GPU gets one thread: its CPU threads carry only host-side ops."""
+    from drlcli import hardware
+    from drlcli.config import HardwareConfig
+
+    monkeypatch.setattr(hardware, "available_cores", lambda: 8)
+    before = torch.get_num_threads()
+    try:
+        for image_obs in (False, True):
+            compiled = HardwareConfig(compile="default")
+            _, resolved = hardware.setup(compiled, seed=1, num_envs=1)
+            work = hardware.PARALLEL_WORK * 4
+            assert hardware.choose_threads(compiled, resolved, image_obs, work) == 1
+            assert not resolved.adaptive_threads and resolved.torch_threads == 1
+            assert any("fixed at 1 with hardware.compile=default" in n for n in resolved.notes)
+            # The same learner on a GPU (setup is not asked for a device it cannot give).
+            _, resolved = hardware.setup(HardwareConfig(), seed=1, num_envs=1)
+            resolved.device = "cuda"
+            assert hardware.choose_threads(HardwareConfig(), resolved, image_obs, work) == 1
+            assert not resolved.adaptive_threads
+            assert any("the learner runs on cuda" in n for n in resolved.notes)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_learner_work_counts_the_largest_network_over_a_batch():
     from drlcli import hardware
     from drlcli.networks import StackedMLP, mlp

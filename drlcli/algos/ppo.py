@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from drlcli.algos.base import POLICY_GRADIENT_ACTIONS, Algorithm, AlgoSpec, EnvInfo
 from drlcli.algos.onpolicy import OnPolicy, common_problems, raise_problems
 from drlcli.config import PPOConfig
-from drlcli.hardware import compiled
+from drlcli.hardware import compiled, graph_step, kept
 from drlcli.networks import DistParams, FlatParams, snapshot
 from drlcli.returns import explained_variance
 
@@ -221,6 +221,7 @@ class PPO(OnPolicy):
                     if cfg.norm_adv and adv.numel() > 1:
                         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
+                graph_step()
                 loss, logratio, pg_loss, v_loss, kl = self._minibatch_loss(
                     obs, act, old_logp, adv, ret, old_v, key, old, kl_beta
                 )
@@ -232,16 +233,16 @@ class PPO(OnPolicy):
                         stop = True
                         break
                 if penalty:
-                    kls.append(kl.detach())
+                    kls.append(kept(kl))
 
                 self.flat.zero_grad()
                 loss.backward()
                 self.flat.clip_grad_norm_(cfg.max_grad_norm)
                 self.optimizers["optimizer"].step()
                 # Metrics are reduced once per update, not per minibatch.
-                logratios.append(logratio.detach())
-                pg_losses.append(pg_loss.detach())
-                v_losses.append(v_loss.detach())
+                logratios.append(kept(logratio))
+                pg_losses.append(kept(pg_loss))
+                v_losses.append(kept(v_loss))
             epochs_done += 1
             if stop:
                 break

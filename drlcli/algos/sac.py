@@ -34,7 +34,7 @@ from drlcli.algos.offpolicy import (
 )
 from drlcli.config import SACConfig
 from drlcli.errors import DrlError
-from drlcli.hardware import compiled
+from drlcli.hardware import compiled, graph_step, kept
 from drlcli.networks import FlatParams, StackedMLP, StateDependentNoise, frozen, mlp
 from drlcli.returns import polyak_update
 
@@ -301,6 +301,7 @@ class SAC(OffPolicy):
         cfg = self.cfg
         stats = []
         for _ in range(gradient_steps):
+            graph_step()
             b = self.batch(self.replay.sample_index(cfg.batch_size, self.rng))
             # gSDE: one exploration matrix per gradient step for the batch and its targets.
             matrix = self.actor.training_matrix()
@@ -334,7 +335,7 @@ class SAC(OffPolicy):
             stats.append(
                 torch.stack(
                     [
-                        critic_loss.detach(),
+                        kept(critic_loss),
                         actor_loss.detach(),
                         alpha.squeeze(),
                         -logp_pi.detach().mean(),

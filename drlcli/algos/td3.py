@@ -25,7 +25,7 @@ from drlcli.algos.offpolicy import (
 )
 from drlcli.algos.sac import twin_q
 from drlcli.config import TD3Config
-from drlcli.hardware import compiled
+from drlcli.hardware import compiled, graph_step, kept
 from drlcli.networks import FlatParams, StackedMLP, frozen, mlp
 from drlcli.returns import polyak_update
 
@@ -176,13 +176,14 @@ class TD3(OffPolicy):
         cfg = self.cfg
         critic_losses, actor_losses = [], []
         for _ in range(gradient_steps):
+            graph_step()
             b = self.batch(self.replay.sample_index(cfg.batch_size, self.rng))
             y = self._target(b)
             critic_loss = self._critic_loss(b["obs"], b["actions"], y)
             self.critic_flat.zero_grad()
             critic_loss.backward()
             self.critic_opt.step()
-            critic_losses.append(critic_loss.detach())
+            critic_losses.append(kept(critic_loss))
             self.grad_steps += 1
 
             if self.grad_steps % cfg.policy_delay == 0:
@@ -191,7 +192,7 @@ class TD3(OffPolicy):
                 self.actor_flat.zero_grad()
                 actor_loss.backward()
                 self.actor_opt.step()
-                actor_losses.append(actor_loss.detach())
+                actor_losses.append(kept(actor_loss))
                 polyak_update(self.critic_target_flat.data, self.critic_flat.data, cfg.tau)
                 polyak_update(self.actor_target_flat.data, self.actor_flat.data, cfg.tau)
         out = {"charts/gradient_steps": float(self.grad_steps)}

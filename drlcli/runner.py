@@ -622,8 +622,10 @@ class TrainingRun:
         if step >= self.schedule["next_eval"] and not self.periodic_evaluation(step):
             return False
         if step >= self.schedule["next_ckpt"]:
-            self.save(step)
+            # Advanced before the save, which stores the schedule: a run resumed from this
+            # checkpoint must not take it as due again.
             self.schedule["next_ckpt"] = step + self.cfg.checkpoint.every
+            self.save(step)
         self.logger.progress(step)
         return True
 

@@ -203,8 +203,12 @@ def test_sigkill_during_checkpoint_write_resumes_from_previous(drl, clean_env, t
     env = dict(clean_env, DRLCLI_TEST_CKPT_WRITE_DELAY="60:1")  # 2nd write hangs before rename
     proc = popen(drl, [*COMMON, f"hydra.run.dir={run_dir}"], tmp_path, env)
     deadline = time.time() + 120
+    ckpts = run_dir / "checkpoints"
     while time.time() < deadline:
-        if list((run_dir / "checkpoints").glob(".step_*.pt.*.tmp")):
+        # A temporary file once the first checkpoint is complete: the second write. (The
+        # first write's own temporary file, seen before its rename, made this test flaky.)
+        first_done = [s for s, _ in ckpt.list_checkpoints(ckpts)] == [4096]
+        if first_done and list(ckpts.glob(".step_*.pt.*.tmp")):
             break
         time.sleep(0.05)
     else:
@@ -294,6 +298,26 @@ def test_resume_refuses_a_changed_config(tmp_path):
         cli._compose([*overrides, "total_timesteps=1024", f"resume={tmp_path}"])
     )
     assert train(longer, tmp_path).global_step >= 1024
+
+
+def test_resume_from_a_periodic_checkpoint_keeps_the_checkpoint_schedule(tmp_path):
+    """A periodic checkpoint stored the schedule before its next checkpoint step was advanced,
+    so a run resumed from it wrote an extra checkpoint at its first update."""
+    overrides = [
+        *COMMON,
+        "log.progress=none",
+        "total_timesteps=1024",
+        "checkpoint.every=512",
+        "checkpoint.keep_last=10",
+        "eval.every=0",
+        "resume=auto",
+    ]  # 256 env steps per update: checkpoints at 512 and at the end, 1024
+    train(to_train_config(cli._compose(overrides)), tmp_path)
+    ckpts = tmp_path / "checkpoints"
+    assert [s for s, _ in ckpt.list_checkpoints(ckpts)] == [512, 1024]
+    (ckpts / "step_0000001024.pt").unlink()  # as if preempted between the two
+    train(to_train_config(cli._compose(overrides)), tmp_path)
+    assert [s for s, _ in ckpt.list_checkpoints(ckpts)] == [512, 1024]
 
 
 def test_resume_auto_starts_fresh_then_continues(tmp_path):

@@ -65,6 +65,10 @@ resume: drl train resume=RUN_DIR [total_timesteps=N]   continue a run from its l
 run settings: seed, total_timesteps, eval.every, eval.episodes, eval.deterministic,
   eval.early_stop, eval.target_return, checkpoint.every, checkpoint.keep_last,
   log.tensorboard, log.every, log.progress (auto|rich|plain|none)
+hardware settings: hardware.device (cpu|cuda|cuda:N|auto), hardware.torch_threads (0 = auto:
+  one for small MLPs, up to the free cores for large learners and CNNs), hardware.vectorization
+  (sync|workers|async|envpool), hardware.num_workers, hardware.deterministic,
+  hardware.compile (none|default|reduce-overhead|max-autotune: sac, td3, ddpg, ppo)
 
 Runs land in outputs/runs/<date>/<time>_<algo>_<env>_s<seed>/ (multirun: outputs/multirun/...),
 each with config.yaml, command.txt, TensorBoard events and checkpoints/.
@@ -475,22 +479,34 @@ def sweep_name_overrides(overrides: list[str]) -> list[str]:
 
 def tuned_notes(algo: str | None, env: str | None, tuned: str | None, cfg: Any) -> list[str]:
     """The start line's note on the tuned set: which file was applied and each value it changed
-    from the algo/env defaults (and where the command line then set another value). Empty when
-    no tuned set exists for this algo/env pair."""
+    from the algo/env defaults (and where the command line then set another value). ``tuned``
+    is Hydra's choice for the group: None when no tuned set applies (the pair has none, or the
+    command line said ``~tuned``; the note then said a set was applied), so no note."""
     import yaml
     from omegaconf import OmegaConf
 
     from drlcli.logger import flatten
+    from drlcli.tuned import shared_tuned_sets
 
-    name = tuned or (f"{algo}_{env}" if algo and env else None)
+    name = tuned
+    if not name or not algo or not env:
+        return []
+    # A pair may use a family's file (ppo x pong -> ppo_atari.yaml): name the file itself.
+    if not (config_dir() / "tuned" / f"{name}.yaml").is_file():
+        name = shared_tuned_sets(config_dir()).get(name, "")
     path = config_dir() / "tuned" / f"{name}.yaml"
     if not name or not path.is_file():
         return []
-    values = flatten(yaml.safe_load(path.read_text()) or {})
     try:
-        base = flatten(OmegaConf.to_container(_compose([f"algo={algo}", f"env={env}", "~tuned"])))
+        # What the set changes, its own defaults list included (ddpg_pendulum is td3_pendulum's
+        # values): the pair composed with and without it.
+        pair = [f"algo={algo}", f"env={env}"]
+        base = flatten(OmegaConf.to_container(_compose([*pair, "~tuned"])))
+        with_set = flatten(OmegaConf.to_container(_compose([*pair, f"tuned={name}"])))
+        values = {k: v for k, v in with_set.items() if k not in base or base[k] != v}
     except Exception:  # a tuned set that cannot be removed alone: report its values only
         base = {}
+        values = flatten(yaml.safe_load(path.read_text()) or {})
     final = flatten(OmegaConf.to_container(cfg))
     changes = []
     for key, value in values.items():

@@ -67,6 +67,7 @@ KEY_VALUES = {
     "on_error": ("continue", "stop"),
     "hardware.vectorization": ("sync", "workers", "async", "envpool"),
     "hardware.device": ("cpu", "cuda", "auto"),
+    "hardware.compile": ("none", "default", "reduce-overhead", "max-autotune"),
 }
 
 

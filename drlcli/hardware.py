@@ -288,6 +288,12 @@ def choose_threads(cfg: HardwareConfig, resolved: Resolved, image_obs: bool, wor
         resolved.torch_threads = most if resolved.adaptive_threads else threads
     else:
         resolved.torch_threads = threads
+        cores = available_cores()
+        if threads > cores:
+            resolved.notes.append(
+                f"hardware.torch_threads={threads} is more than the {cores} core(s) this process "
+                "may use: the extra threads only spin against the others (0 = auto)"
+            )
     torch.set_num_threads(threads)
     return threads
 

@@ -84,6 +84,11 @@ def test_zsh_completion_script_and_candidates(drl, tmp_path, monkeypatch, capsys
     monkeypatch.delenv("COMP_POINT", raising=False)
     assert cmd_complete(["zsh"]) == 0
     assert capsys.readouterr().out.split() == ["hardware=cpu", "hardware=cuda"]
+    from drlcli.config import COMPILE_MODES
+
+    monkeypatch.setenv("COMP_LINE", "drl train hardware.compile=")
+    assert cmd_complete(["zsh"]) == 0
+    assert capsys.readouterr().out.split() == [f"hardware.compile={m}" for m in COMPILE_MODES]
     bad = run([drl, "completion", "fish"], tmp_path)
     assert bad.returncode == 2 and "Valid choices: bash, zsh" in bad.stderr
 
@@ -158,3 +163,31 @@ def test_search_override_points_to_drl_tune():
 
     with pytest.raises(DrlError, match=r"search=ppo_cartpole: hyperparameter search is its own"):
         check_overrides(["search=ppo_cartpole"], multirun=True)
+
+
+@pytest.mark.parametrize(
+    "algo, env, file, expected",
+    [
+        # A set made of another set (its defaults list) reports the values it brings.
+        ("ddpg", "pendulum", "ddpg_pendulum", "algo.hidden_sizes [256, 256] -> [400, 300]"),
+        # A pair that uses a family's set names that file.
+        ("ppo", "pong", "ppo_atari", "algo.num_steps 2048 -> 128"),
+    ],
+)
+def test_tuned_set_note_lists_what_the_set_changes(algo, env, file, expected):
+    from drlcli.cli import _compose, tuned_notes
+
+    cfg = _compose([f"algo={algo}", f"env={env}"])
+    (note,) = tuned_notes(algo, env, f"{algo}_{env}", cfg)
+    assert note.startswith(f"drl: tuned set conf/tuned/{file}.yaml applied: "), note
+    assert expected in note and "defaults" not in note, note
+
+
+def test_no_tuned_set_note_when_the_set_is_removed(tmp_path, capsys):
+    """`~tuned` trains with the defaults: the start line said the tuned set was applied."""
+    from drlcli import cli
+
+    argv = ["train", "algo=ppo", "env=cartpole", "~tuned", "total_timesteps=256"]
+    argv += ["env.num_envs=8", "algo.num_steps=32", "eval.episodes=1", "log.progress=none"]
+    assert cli.main([*argv, f"hydra.run.dir={tmp_path / 'run'}"]) == 0
+    assert "tuned set" not in capsys.readouterr().out

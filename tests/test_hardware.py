@@ -339,6 +339,7 @@ def test_auto_threads_by_learner_size_whatever_the_core_count(monkeypatch, cores
         _, resolved = hardware.setup(explicit, seed=1, num_envs=8)
         assert hardware.choose_threads(explicit, resolved, image_obs=False, work=work) == 3
         assert not any("torch threads" in n for n in resolved.notes)
+        assert any("more than the" in n for n in resolved.notes) == (cores < 3)
     finally:
         torch.set_num_threads(before)
 

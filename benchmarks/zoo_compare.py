@@ -2,7 +2,8 @@
 in CI): SAC on HalfCheetah-v5 (RL Zoo set) and PPO on an Atari game (PPO paper set, standard
 preprocessing; SB3 through its own make_atari_env + VecFrameStack pipeline); A2C on
 LunarLander-v3 (RL Zoo set: 8 envs x 5 steps, gamma 0.995, lr 8.3e-4 annealed); TRPO on
-LunarLanderContinuous (the Zoo's sb3-contrib set, VecNormalize on SB3's side).
+LunarLanderContinuous (the Zoo's sb3-contrib set, VecNormalize on SB3's side); SAC on
+LunarLanderContinuous with each library's defaults (no tuned set on either side).
 
     python benchmarks/zoo_compare.py sac-halfcheetah --steps 50000 --every 10000
     python benchmarks/zoo_compare.py ppo-breakout --steps 100000 --every 20000
@@ -126,6 +127,17 @@ def sb3(task: str, steps: int, every: int, seed: int) -> dict:
             device="cpu",
         )
         freq = every // 2
+    elif task == "sac-lunarlander_continuous":  # SB3's SAC defaults, as drlcli's (no tuned set)
+        from stable_baselines3 import SAC
+        from stable_baselines3.common.env_util import make_vec_env
+
+        kw = {"continuous": True}
+        # One env (what SB3's users get); drlcli's env config steps 16, at the same replay
+        # ratio of one gradient step per env step.
+        env = make_vec_env("LunarLander-v3", n_envs=1, seed=seed, env_kwargs=kw)
+        eval_env = make_vec_env("LunarLander-v3", n_envs=1, seed=seed + 10_000, env_kwargs=kw)
+        model = SAC("MlpPolicy", env, seed=seed, device="cpu")
+        freq = every
     elif task.startswith("sac"):
         from stable_baselines3 import SAC
         from stable_baselines3.common.env_util import make_vec_env
@@ -269,6 +281,7 @@ def main() -> None:
             "ppo-pong",
             "a2c-lunarlander",
             "trpo-lunarlander_continuous",
+            "sac-lunarlander_continuous",
         ],
     )
     parser.add_argument("--steps", type=int, default=50_000)

@@ -113,43 +113,42 @@ def run_drlcli(task: str, impl: str) -> dict[str, Any]:
     return r
 
 
-class Marks:
-    """An SB3 callback that notes the wall time of the window's start and of the last update."""
+def marks_callback(start: int, on_policy: bool) -> Any:
+    """An SB3 callback that notes the wall time of the window's start and of the last update
+    (SB3 is imported only in the peers' processes)."""
+    from stable_baselines3.common.callbacks import BaseCallback
 
-    def __new__(cls, start: int, on_policy: bool) -> Any:
-        from stable_baselines3.common.callbacks import BaseCallback
+    class _Marks(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.t_start: float | None = None
+            self.s_start = 0
 
-        class _Marks(BaseCallback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.t_start: float | None = None
-                self.s_start = 0
-
-            def _mark(self) -> None:
-                if self.t_start is None and self.num_timesteps >= start:
-                    self._sync()
-                    self.t_start, self.s_start = time.perf_counter(), self.num_timesteps
-
-            def _sync(self) -> None:
-                import torch
-
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-
-            def _on_rollout_start(self) -> None:  # after the previous update (on-policy)
-                if on_policy:
-                    self._mark()
-
-            def _on_step(self) -> bool:
-                if not on_policy:
-                    self._mark()
-                return True
-
-            def _on_training_end(self) -> None:
+        def _mark(self) -> None:
+            if self.t_start is None and self.num_timesteps >= start:
                 self._sync()
-                self.t_end, self.s_end = time.perf_counter(), self.num_timesteps
+                self.t_start, self.s_start = time.perf_counter(), self.num_timesteps
 
-        return _Marks()
+        def _sync(self) -> None:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+
+        def _on_rollout_start(self) -> None:  # after the previous update (on-policy)
+            if on_policy:
+                self._mark()
+
+        def _on_step(self) -> bool:
+            if not on_policy:
+                self._mark()
+            return True
+
+        def _on_training_end(self) -> None:
+            self._sync()
+            self.t_end, self.s_end = time.perf_counter(), self.num_timesteps
+
+    return _Marks()
 
 
 def run_peer(task: str, impl: str) -> dict[str, Any]:
@@ -211,7 +210,7 @@ def run_peer(task: str, impl: str) -> dict[str, Any]:
                 seed=1,
                 **extra,
             )
-    marks = Marks(start, on_policy=task == "ppo-pong")
+    marks = marks_callback(start, on_policy=task == "ppo-pong")
     model.learn(total_timesteps=steps, callback=marks)
     wall = time.perf_counter() - t0
     return {

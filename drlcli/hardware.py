@@ -154,15 +154,20 @@ def check_compiler(cfg: HardwareConfig, device: torch.device) -> None:
         ) from None
 
 
+_graph_modes_used = False  # set by compiled() for reduce-overhead / max-autotune
+
+
 def compiled(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
     """``fn`` compiled with torch.compile in ``mode`` (hardware.compile): whole-graph
     (``fullgraph=True``: a function that cannot be captured whole raises at its first call
     instead of silently running partly eager) and static shapes (a learner's batches keep
     their size). Used on the functions an algorithm's update really calls (losses, targets,
     policy sampling), not on ``nn.Module.forward``, which those updates mostly bypass."""
+    global _graph_modes_used
     cfn = torch.compile(fn, mode=None if mode == "default" else mode, fullgraph=True, dynamic=False)
     if mode == "default":
         return cfn
+    _graph_modes_used = True
 
     def owned_outputs(*args: Any, **kwargs: Any) -> Any:
         # CUDA graphs (reduce-overhead, max-autotune) hand out views of a memory pool that the
@@ -180,17 +185,13 @@ def compiled(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
 
 def graph_step() -> None:
     """Mark the start of a gradient step (or minibatch) for CUDA graphs (``hardware.compile=
-    reduce-overhead`` / ``max-autotune`` on a GPU): the outputs of the previous step's graphs
-    may then be overwritten. Without it, PyTorch refused SAC's second step on an H200
-    ("accessing tensor output of CUDAGraphs that has been overwritten", issue #15). Anything
-    kept across steps (logged losses) must be a clone, not the graph's output (:func:`kept`).
-    A no-op cost without CUDA graphs."""
-    torch.compiler.cudagraph_mark_step_begin()
-
-
-def kept(t: torch.Tensor) -> torch.Tensor:
-    """``t`` detached into memory of its own, safe to keep past the next :func:`graph_step`."""
-    return t.detach().clone()
+    reduce-overhead`` / ``max-autotune`` on a GPU), whose memory the step's replays may then
+    reuse (issue #15: SAC on an H200). The outputs callers keep are already their own
+    (:func:`compiled` copies them). Does nothing unless this process compiled a function in a
+    graph mode: its first call imports torch._inductor.cudagraph_trees (0.7 s), which eager runs
+    must not pay."""
+    if _graph_modes_used:
+        torch.compiler.cudagraph_mark_step_begin()
 
 
 # Multiply-adds of one forward pass of the largest network over one learning batch from which

@@ -212,6 +212,24 @@ def test_cuda_graph_outputs_survive_the_next_replay(monkeypatch, mode):
     assert x.grad is not None and x.grad.tolist() == [2.0, 2.0, 2.0]
 
 
+def test_graph_steps_are_marked_only_after_a_graph_mode_was_compiled(monkeypatch):
+    """Marking a CUDA-graph step imports torch._inductor.cudagraph_trees (0.7 s): eager runs
+    must not pay it, compiled ones in reduce-overhead must mark every gradient step."""
+    from drlcli import hardware
+
+    marks = []
+    monkeypatch.setattr(hardware, "_graph_modes_used", False)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    learner = _build(["algo=sac", "env=pendulum", "algo.hidden_sizes=[64,64]"], PENDULUM)
+    _fill_replay(learner, PENDULUM)
+    learner.learn(2)
+    assert marks == []
+    monkeypatch.setattr(torch, "compile", lambda fn, **_: fn)
+    learner.compile_learner("reduce-overhead")
+    learner.learn(2)
+    assert len(marks) == 2
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

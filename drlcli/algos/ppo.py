@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from drlcli.algos.base import POLICY_GRADIENT_ACTIONS, Algorithm, AlgoSpec, EnvInfo
 from drlcli.algos.onpolicy import OnPolicy, common_problems, raise_problems
 from drlcli.config import PPOConfig
-from drlcli.hardware import compiled, graph_step, kept
+from drlcli.hardware import compiled, graph_step
 from drlcli.networks import DistParams, FlatParams, snapshot
 from drlcli.returns import explained_variance
 
@@ -233,16 +233,16 @@ class PPO(OnPolicy):
                         stop = True
                         break
                 if penalty:
-                    kls.append(kept(kl))
+                    kls.append(kl.detach())
 
                 self.flat.zero_grad()
                 loss.backward()
                 self.flat.clip_grad_norm_(cfg.max_grad_norm)
                 self.optimizers["optimizer"].step()
                 # Metrics are reduced once per update, not per minibatch.
-                logratios.append(kept(logratio))
-                pg_losses.append(kept(pg_loss))
-                v_losses.append(kept(v_loss))
+                logratios.append(logratio.detach())
+                pg_losses.append(pg_loss.detach())
+                v_losses.append(v_loss.detach())
             epochs_done += 1
             if stop:
                 break

@@ -34,7 +34,7 @@ from drlcli.algos.offpolicy import (
 )
 from drlcli.config import SACConfig
 from drlcli.errors import DrlError
-from drlcli.hardware import compiled, graph_step, kept
+from drlcli.hardware import compiled, graph_step
 from drlcli.networks import FlatParams, StackedMLP, StateDependentNoise, frozen, mlp
 from drlcli.returns import polyak_update
 
@@ -335,7 +335,7 @@ class SAC(OffPolicy):
             stats.append(
                 torch.stack(
                     [
-                        kept(critic_loss),
+                        critic_loss.detach(),
                         actor_loss.detach(),
                         alpha.squeeze(),
                         -logp_pi.detach().mean(),

@@ -25,7 +25,7 @@ from drlcli.algos.offpolicy import (
 )
 from drlcli.algos.sac import twin_q
 from drlcli.config import TD3Config
-from drlcli.hardware import compiled, graph_step, kept
+from drlcli.hardware import compiled, graph_step
 from drlcli.networks import FlatParams, StackedMLP, frozen, mlp
 from drlcli.returns import polyak_update
 
@@ -183,7 +183,7 @@ class TD3(OffPolicy):
             self.critic_flat.zero_grad()
             critic_loss.backward()
             self.critic_opt.step()
-            critic_losses.append(kept(critic_loss))
+            critic_losses.append(critic_loss.detach())
             self.grad_steps += 1
 
             if self.grad_steps % cfg.policy_delay == 0:
@@ -192,7 +192,7 @@ class TD3(OffPolicy):
                 self.actor_flat.zero_grad()
                 actor_loss.backward()
                 self.actor_opt.step()
-                actor_losses.append(kept(actor_loss))
+                actor_losses.append(actor_loss.detach())
                 polyak_update(self.critic_target_flat.data, self.critic_flat.data, cfg.tau)
                 polyak_update(self.actor_target_flat.data, self.actor_flat.data, cfg.tau)
         out = {"charts/gradient_steps": float(self.grad_steps)}

@@ -13,6 +13,9 @@ parameters, ``clip_grad_norm_`` -- is timed beside it, at the sizes drlcli train
    update.
 4. ``fast_tanh``'s sigmoid path against ``torch.tanh`` on the activation shapes of
    (1) and a 2048 x 64 batch, forward and forward + backward.
+5. ``networks.linear``'s oneDNN path (``hardware.cpu_linear``) against ``F.linear`` per layer,
+   forward + backward, at the sizes drlcli trains and around its size threshold; and, in (2), a
+   SAC critic step with it switched the other way from what ``auto`` picks on this CPU.
 
 StackedMLP's hand-written backward, which issue #18 removed, is kept below (only here) as a
 "+ removed ..." case so its measurement can be repeated. ``fast_tanh`` was removed in #18 and
@@ -24,7 +27,7 @@ order), on one thread; each figure is the median over repeats of the mean time p
 Ratios are case / drlcli's configuration: for a "- trick" row > 1 means the trick drlcli keeps
 wins; for a "+ removed trick" row < 1 would mean the removed trick would have won.
 
-    python benchmarks/bench_tricks.py [--repeats 30] [--calls 200]
+    python benchmarks/bench_tricks.py [--repeats 30] [--calls 200] [--threads 1] [--only linear]
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from drlcli import hardware, networks
+from drlcli.config import HardwareConfig
 from drlcli.networks import ActorCritic, FlatParams, StackedMLP, _SigmoidTanh, mlp
 
 Step = Callable[[], object]
@@ -318,15 +323,36 @@ def sac_plain(x: torch.Tensor, y: torch.Tensor) -> Step:
     return step
 
 
+def with_linear(onednn: bool, step: Step) -> Step:
+    """``step`` with networks.linear's oneDNN path switched on or off for its calls."""
+
+    def run() -> None:
+        networks.set_onednn_linear(onednn)
+        step()
+
+    return run
+
+
+AUTO_ONEDNN = False  # what hardware.cpu_linear=auto picks on this machine (set in main)
+
+
 def bench_sac(repeats: int, calls: int) -> None:
     x, y = torch.randn(SAC_BATCH, SAC_IN), torch.randn(SAC_BATCH)
     full = "drlcli: stacked (autograd) + flat"
+    flipped = (
+        "- oneDNN linears (F.linear, MKL)" if AUTO_ONEDNN else "+ oneDNN linears (auto: off here)"
+    )
     cases = {
-        full: sac_critic(x, y, True, False, True),
-        "+ removed hand-written backward": sac_critic(x, y, True, True, True),
-        "- stacking (two MLPs, F.linear)": sac_critic(x, y, False, False, True),
-        "- flat params (fused Adam over 6 params)": sac_critic(x, y, True, False, False),
-        "plain: 2x nn.Sequential, Adam": sac_plain(x, y),
+        full: with_linear(AUTO_ONEDNN, sac_critic(x, y, True, False, True)),
+        flipped: with_linear(not AUTO_ONEDNN, sac_critic(x, y, True, False, True)),
+        "+ removed hand-written backward": with_linear(
+            AUTO_ONEDNN, sac_critic(x, y, True, True, True)
+        ),
+        "- stacking (two MLPs)": with_linear(AUTO_ONEDNN, sac_critic(x, y, False, False, True)),
+        "- flat params (fused Adam over 6 params)": with_linear(
+            AUTO_ONEDNN, sac_critic(x, y, True, False, False)
+        ),
+        "plain: 2x nn.Sequential, Adam (F.linear)": with_linear(False, sac_plain(x, y)),
     }
     report(f"SAC critic step, twin 256x256 ReLU critics, batch {SAC_BATCH}",
            interleaved(cases, repeats, calls), full)  # fmt: skip
@@ -391,15 +417,65 @@ def bench_tanh(repeats: int, calls: int) -> None:
                   f"torch.tanh / fast_tanh {ref / fast:5.2f}")  # fmt: skip
 
 
+# --- 5. oneDNN linear layers -----------------------------------------------------------------
+# (batch, in, out): SAC/TD3 hidden layers (256x256 at 256, the Zoo's TD3 400x300 at 100), DQN's
+# 256x256 at 64 and 128, PPO's 64x64 at 256, the Nature-CNN's 3136 -> 512 at 32 and 256, and a
+# wide-but-small-batch case below the threshold.
+LINEAR_SHAPES = [
+    (256, 256, 256),
+    (100, 400, 300),
+    (128, 256, 256),
+    (64, 256, 256),
+    (256, 64, 64),
+    (2048, 64, 64),
+    (32, 3136, 512),
+    (256, 3136, 512),
+    (16, 256, 256),
+]
+
+
+def bench_linear(repeats: int, calls: int) -> None:
+    print("\nLinear layer forward + backward (grad of input, weight, bias): oneDNN / F.linear")
+    print(f"  {'batch x in x out':18s} {'M mult-adds':>11s} {'F.linear us':>12s} "
+          f"{'oneDNN us':>10s} {'ratio':>6s}  networks.linear takes")  # fmt: skip
+    for b, i, o in LINEAR_SHAPES:
+        x = torch.randn(b, i, requires_grad=True)
+        w = torch.randn(o, i, requires_grad=True)
+        bias = torch.randn(o, requires_grad=True)
+        g = torch.randn(b, o)
+
+        def aten(x=x, w=w, bias=bias, g=g) -> None:
+            F.linear(x, w, bias).backward(g)
+
+        def onednn(x=x, w=w, bias=bias, g=g) -> None:
+            networks._OneDNNLinear.apply(x, w, bias).backward(g)
+
+        med = interleaved({"aten": aten, "onednn": onednn}, repeats, calls)
+        networks.set_onednn_linear(True)
+        takes = "oneDNN" if networks._onednn_wins(x, b, i, o) else "F.linear"
+        networks.set_onednn_linear(AUTO_ONEDNN)
+        print(f"  {f'{b} x {i} x {o}':18s} {b * i * o / 1e6:11.1f} {med['aten']:12.1f} "
+              f"{med['onednn']:10.1f} {med['onednn'] / med['aten']:6.2f}  {takes}")  # fmt: skip
+
+
 def main() -> None:
+    global AUTO_ONEDNN
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--only", choices=["ppo", "sac", "trpo", "tanh"], default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", choices=["ppo", "sac", "trpo", "tanh", "linear"], default=None)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, 1 thread, {args.repeats} repeats x {args.calls} calls")
+    AUTO_ONEDNN = hardware.resolve_cpu_linear(HardwareConfig(), torch.device("cpu")) == "onednn"
+    networks.set_onednn_linear(AUTO_ONEDNN)
+    vendor, flags = hardware.cpu_flags()
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.repeats} repeats x "
+          f"{args.calls} calls; CPU {vendor or '?'}, AVX-512 {'avx512f' in flags}, "
+          f"hardware.cpu_linear=auto -> {'onednn' if AUTO_ONEDNN else 'aten'}")  # fmt: skip
+    if args.only in (None, "linear"):
+        bench_linear(args.repeats, max(args.calls // 4, 10))
     if args.only in (None, "tanh"):
         bench_tanh(args.repeats, args.calls)
     if args.only in (None, "ppo"):

@@ -68,7 +68,8 @@ run settings: seed, total_timesteps, eval.every, eval.episodes, eval.determinist
 hardware settings: hardware.device (cpu|cuda|cuda:N|auto), hardware.torch_threads (0 = auto:
   one for small MLPs, up to the free cores for large learners and CNNs), hardware.vectorization
   (sync|workers|async|envpool), hardware.num_workers, hardware.deterministic,
-  hardware.compile (none|default|reduce-overhead|max-autotune: sac, td3, ddpg, ppo)
+  hardware.compile (none|default|reduce-overhead|max-autotune: sac, td3, ddpg, ppo),
+  hardware.cpu_linear (auto|onednn|aten: the matmul library for large CPU linear layers)
 
 Runs land in outputs/runs/<date>/<time>_<algo>_<env>_s<seed>/ (multirun: outputs/multirun/...),
 each with config.yaml, command.txt, TensorBoard events and checkpoints/.

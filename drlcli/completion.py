@@ -68,6 +68,7 @@ KEY_VALUES = {
     "hardware.vectorization": ("sync", "workers", "async", "envpool"),
     "hardware.device": ("cpu", "cuda", "auto"),
     "hardware.compile": ("none", "default", "reduce-overhead", "max-autotune"),
+    "hardware.cpu_linear": ("auto", "onednn", "aten"),
 }
 
 

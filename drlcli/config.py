@@ -46,6 +46,7 @@ class EnvConfig:
 VECTORIZATIONS = ("sync", "workers", "async", "envpool")
 # hardware.compile: torch.compile modes for the learner's loss functions ("none": eager).
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+CPU_LINEARS = ("auto", "onednn", "aten")
 
 
 @dataclass
@@ -65,6 +66,10 @@ class HardwareConfig:
     # reduce-overhead (CUDA graphs on a GPU) | max-autotune. Whole graphs or an error, never a
     # silent partial compile (fullgraph=True); the optimizer steps stay eager (fused Adam).
     compile: str = "none"
+    # Matmul library for large float32 linear layers on the CPU (networks.linear): auto (oneDNN
+    # where MKL runs without its AVX-512 kernels: x86 CPUs with AVX-512 not made by Intel) |
+    # onednn | aten (torch's F.linear, MKL in its CPU builds)
+    cpu_linear: str = "auto"
 
 
 @dataclass

@@ -13,7 +13,8 @@ import numpy as np
 import psutil
 import torch
 
-from drlcli.config import COMPILE_MODES, VECTORIZATIONS, HardwareConfig
+from drlcli import networks
+from drlcli.config import COMPILE_MODES, CPU_LINEARS, VECTORIZATIONS, HardwareConfig
 from drlcli.errors import DrlError
 
 
@@ -29,6 +30,7 @@ class Resolved:
     envs_per_worker: int = 0
     notes: list[str] = field(default_factory=list)  # e.g. an auto fallback, said at start
     adaptive_threads: bool = False  # a ThreadGovernor moves the count with the other load
+    cpu_linear: str = "aten"  # what hardware.cpu_linear resolved to: onednn | aten
 
 
 def available_cores() -> int:
@@ -119,14 +121,69 @@ def setup(cfg: HardwareConfig, seed: int, num_envs: int = 1) -> tuple[torch.devi
     resolved = Resolved(
         str(device), 0, cfg.vectorization, cfg.deterministic, workers, per_worker, notes
     )
+    resolved.cpu_linear = resolve_cpu_linear(cfg, device)
+    networks.set_onednn_linear(resolved.cpu_linear == "onednn")
+    if cfg.cpu_linear == "auto" and resolved.cpu_linear == "onednn":
+        notes.append(
+            "hardware.cpu_linear=auto: large linear layers run on oneDNN (MKL has only its "
+            "AVX2 kernels on this CPU; hardware.cpu_linear=aten for torch's default)"
+        )
     return device, resolved
 
 
+def cpu_flags() -> tuple[str, set[str]]:
+    """(vendor id, feature flags) of this machine's CPU from /proc/cpuinfo; ("", set()) where
+    it cannot be read (not Linux)."""
+    vendor, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "vendor_id" and not vendor:
+                    vendor = value.strip()
+                elif key == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return vendor, flags
+
+
+def resolve_cpu_linear(cfg: HardwareConfig, device: torch.device) -> str:
+    """``hardware.cpu_linear`` -> "onednn" or "aten" for this run (networks.linear). auto picks
+    oneDNN for eager CPU runs on x86 CPUs with AVX-512 that are not Intel's: MKL dispatches its
+    AVX-512 sgemm kernels on Intel CPUs only, and on the AMD EPYC development machine oneDNN's
+    were ~2x faster per large layer, a SAC Pendulum run 1.4x (benchmarks/bench_tricks.py,
+    README "Benchmark: off-policy"). Intel CPUs, ARM and GPU runs keep torch's default. Raises
+    DrlError for an unknown value, or for onednn on a torch build without oneDNN."""
+    if cfg.cpu_linear not in CPU_LINEARS:
+        raise DrlError(
+            f"Unknown hardware.cpu_linear '{cfg.cpu_linear}'. Valid choices: "
+            f"{', '.join(CPU_LINEARS)} (the matmul library for large linear layers on the CPU)."
+        )
+    if cfg.cpu_linear == "onednn":
+        if not networks.onednn_linear_available():
+            raise DrlError(
+                "hardware.cpu_linear=onednn, but this torch build has no oneDNN linear op "
+                f"(torch {torch.__version__}). Use hardware.cpu_linear=auto or aten."
+            )
+        return "onednn"
+    if cfg.cpu_linear == "aten" or device.type != "cpu" or cfg.compile != "none":
+        return "aten"
+    vendor, flags = cpu_flags()
+    if vendor and vendor != "GenuineIntel" and "avx512f" in flags:
+        return "onednn" if networks.onednn_linear_available() else "aten"
+    return "aten"
+
+
 def check_threads(cfg: HardwareConfig) -> None:
-    """Raises DrlError for a negative ``hardware.torch_threads`` or an unknown
-    ``hardware.compile`` mode."""
+    """Raises DrlError for a negative ``hardware.torch_threads``, an unknown
+    ``hardware.compile`` mode or an unknown ``hardware.cpu_linear``."""
     if cfg.torch_threads < 0:
         raise DrlError(f"hardware.torch_threads must be >= 0 (0 = auto), got {cfg.torch_threads}.")
+    if cfg.cpu_linear not in CPU_LINEARS:
+        resolve_cpu_linear(cfg, torch.device("cpu"))  # raises, naming the valid choices
     if cfg.compile not in COMPILE_MODES:
         raise DrlError(
             f"Unknown hardware.compile '{cfg.compile}'. Valid choices: {', '.join(COMPILE_MODES)} "

@@ -93,6 +93,111 @@ class _SigmoidTanh(torch.autograd.Function):
         return torch.ops.aten.tanh_backward(grad, y)
 
 
+# oneDNN's fp32 matmul for large CPU linear layers. torch's CPU builds do F.linear through MKL,
+# whose sgemm runs its AVX-512 kernels on Intel CPUs only: on an AMD EPYC with AVX-512 (the
+# 2-vCPU development machine) it runs the AVX2 ones, at ~110 GFLOP/s per core where oneDNN's
+# matmul (also in every torch CPU build, as ``torch.ops.mkldnn._linear_pointwise``, the op
+# inductor emits for CPU linears) reaches ~220. Measured per layer, forward + backward, 1 and
+# 2 threads (benchmarks/bench_tricks.py, "linear layers"): oneDNN wins from about 8M
+# multiply-adds (batch x in x out) on weights of 128 x 256 or more -- 256x256 at batch 256:
+# 0.58x / 0.74x the time at 1 / 2 threads -- and loses on small layers (64x64 at batch 64:
+# 2.2x) and narrow ones (256 -> 1), whose fixed per-call cost dominates.
+_ONEDNN_MIN_MACS = 1 << 23  # batch x in x out
+_ONEDNN_MIN_WEIGHT = 1 << 15  # in x out
+_onednn_linear = False  # set per process by hardware.setup (hardware.cpu_linear)
+
+
+def onednn_linear_available() -> bool:
+    """Whether this torch build has oneDNN and its fused linear op."""
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(
+            torch.ops.mkldnn, "_linear_pointwise"
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def set_onednn_linear(enabled: bool) -> None:
+    """Route large float32 CPU linear layers through oneDNN (True) or torch's default (False)
+    in this process; :func:`linear` applies it. ``hardware.resolve_cpu_linear`` decides (and
+    says what is wrong with a bad setting). Raises ValueError when oneDNN is asked for and this
+    torch build lacks it."""
+    global _onednn_linear
+    if enabled and not onednn_linear_available():
+        raise ValueError(f"torch {torch.__version__} has no oneDNN linear op")
+    _onednn_linear = enabled
+
+
+def onednn_linear_enabled() -> bool:
+    return _onednn_linear
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """``F.linear`` (x (B, in) @ weight (out, in)^T + bias (out,)) on oneDNN's matmul, for
+    float32 CPU tensors. The backward is made of this same function (grad_x = grad @ weight,
+    grad_weight = grad^T @ x) and a sum, all differentiable, so second derivatives (TRPO's
+    Fisher-vector products through a wide actor) are right; tests/test_networks.py checks
+    values, gradients and Hessian-vector products against ``F.linear``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _OneDNNLinear.apply(grad, weight.t(), None)
+        if ctx.needs_input_grad[1]:
+            grad_w = _OneDNNLinear.apply(grad.t(), x.t(), None)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(0)
+        return grad_x, grad_w, grad_b
+
+
+def _onednn_wins(x: torch.Tensor, rows: int, fan_in: int, fan_out: int) -> bool:
+    """Whether a (rows, fan_in) @ (fan_in, fan_out) product of ``x`` goes through oneDNN."""
+    return (
+        _onednn_linear
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and fan_in * fan_out >= _ONEDNN_MIN_WEIGHT
+        and rows * fan_in * fan_out >= _ONEDNN_MIN_MACS
+        and not torch.compiler.is_compiling()
+    )
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear``: x (..., in), weight (out, in), bias (out,) or None -> (..., out).
+
+    Layers large enough to win (batch x in x out >= 2^23 and in x out >= 2^15, float32, CPU,
+    eager) go through oneDNN's matmul when :func:`set_onednn_linear` turned it on for this
+    process (``hardware.cpu_linear``); everything else, and everything under torch.compile, is
+    ``F.linear``. Both compute the same product in float32; their roundings differ (~1e-7
+    relative), so a run is reproducible with the same ``hardware.cpu_linear`` on the same CPU.
+    """
+    if weight.dtype == torch.float32 and _onednn_wins(
+        x, x.numel() // max(weight.shape[1], 1), weight.shape[1], weight.shape[0]
+    ):
+        if x.dim() == 2:
+            return _OneDNNLinear.apply(x, weight, bias)
+        out = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias)
+        return out.reshape(*x.shape[:-1], weight.shape[0])
+    return nn.functional.linear(x, weight, bias)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose forward is :func:`linear` (same parameters and state-dict keys)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
 # Below this many elements torch.tanh is as fast or faster: a PPO minibatch of 64 (64 x 64 =
 # 4096 activations) ran 1.09x slower through the sigmoid path, one of 256 0.93-0.94x faster
 # (benchmarks/bench_tricks.py, 2026-11-30, 2-vCPU machine shared with other jobs).
@@ -118,7 +223,7 @@ ACT_FNS = {"tanh": fast_tanh, "relu": torch.relu, "elu": torch.nn.functional.elu
 class MLP(nn.Module):
     """in -> hidden... -> out, linear output (``out_dim=None`` ends after the last hidden layer).
 
-    The forward pass calls ``F.linear`` and the activation function directly instead of going
+    The forward pass calls :func:`linear` and the activation function directly instead of going
     through ``nn.Sequential``'s per-submodule ``__call__``: for 64-unit layers on CPU that Python
     overhead is a sizeable share of the whole step.
     """
@@ -138,11 +243,11 @@ class MLP(nn.Module):
         layers: list[nn.Linear] = []
         last = in_dim
         for width in hidden:
-            layers.append(layer_init(nn.Linear(last, width), math.sqrt(2), ortho))
+            layers.append(layer_init(Linear(last, width), math.sqrt(2), ortho))
             last = width
         self.num_hidden = len(layers)
         if out_dim is not None:
-            layers.append(layer_init(nn.Linear(last, out_dim), out_gain, ortho))
+            layers.append(layer_init(Linear(last, out_dim), out_gain, ortho))
         self.layers = nn.ModuleList(layers)
         self._linears = layers  # plain list: typed, and no ModuleList indexing per call
         self.out_features = out_dim if out_dim is not None else last
@@ -150,7 +255,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         act = self._act
         for i, layer in enumerate(self._linears):
-            x = nn.functional.linear(x, layer.weight, layer.bias)
+            x = linear(x, layer.weight, layer.bias)
             if i < self.num_hidden:
                 x = act(x)
         return x
@@ -182,6 +287,8 @@ class StackedMLP(nn.Module):
     small win for PPO's 64-unit layers only). ``torch.func.vmap`` over the stacked weights
     takes 1.25-1.48x. The hand-written backward this class had until issue #18 gave wrong
     Hessian-vector products without an error, and took 1.00-1.14x the time of autograd.
+    With oneDNN linears on (:func:`set_onednn_linear`) and a layer large enough for them (SAC's
+    256x256 critics at batch 256), the nets run one after the other through :func:`linear`.
     """
 
     def __init__(
@@ -224,6 +331,10 @@ class StackedMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, in) -> one (B, out_dims[i]) tensor per net. Plain autograd: differentiable any
         number of times (Hessian-vector products are right)."""
+        if _onednn_linear and x.dim() == 2:
+            rows = x.shape[0]
+            if any(_onednn_wins(x, rows, w.shape[1], w.shape[2]) for w, _ in self._wb):
+                return self._forward_each(x)
         h = x.unsqueeze(0).expand(self.k, *x.shape)
         for i, (w, b) in enumerate(self._wb):
             h = torch.baddbmm(b, h, w)
@@ -231,11 +342,26 @@ class StackedMLP(nn.Module):
                 h = self._act(h)
         return tuple(h[i, :, :d] for i, d in enumerate(self.out_dims))
 
+    def _forward_each(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The nets one after the other, each layer through :func:`linear` (oneDNN takes 2-D
+        products; linear() keeps F.linear for the small first and last layers). ``unbind``
+        views: their backward stacks the nets' gradients in one copy."""
+        layers = [(w.unbind(0), b[:, 0].unbind(0)) for w, b in self._wb]
+        outs = []
+        for i, d in enumerate(self.out_dims):
+            h = x
+            for layer, (ws, bs) in enumerate(layers):
+                h = linear(h, ws[i].t(), bs[i])
+                if layer < self.num_layers - 1:
+                    h = self._act(h)
+            outs.append(h[:, :d])
+        return tuple(outs)
+
     def forward_one(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Only net ``i``: (B, in) -> (B, out_dims[i])."""
         h = x
         for layer, (w, b) in enumerate(self._wb):
-            h = torch.addmm(b[i], h, w[i])
+            h = linear(h, w[i].t(), b[i, 0])
             if layer < self.num_layers - 1:
                 h = self._act(h)
         return h[:, : self.out_dims[i]]
@@ -710,7 +836,7 @@ class NatureCNN(nn.Module):
         )
         with torch.no_grad():
             n_flat = self.convs(torch.zeros(1, c, h, w)).shape[1]
-        self.fc = layer_init(nn.Linear(n_flat, features), math.sqrt(2), ortho)
+        self.fc = layer_init(Linear(n_flat, features), math.sqrt(2), ortho)
         if ortho:
             for m in self.convs:
                 if isinstance(m, nn.Conv2d):

@@ -37,3 +37,14 @@ def clean_env() -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("HYDRA_FULL_ERROR", None)
     return env
+
+
+@pytest.fixture(autouse=True)
+def _torch_linear_default():
+    """In-process runs switch networks.linear to oneDNN on some CPUs (hardware.cpu_linear=auto);
+    every test starts and ends with torch's default F.linear, so no test depends on the order."""
+    from drlcli import networks
+
+    networks.set_onednn_linear(False)
+    yield
+    networks.set_onednn_linear(False)

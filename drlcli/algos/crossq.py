@@ -40,7 +40,7 @@ from drlcli.algos.offpolicy import (
 )
 from drlcli.algos.sac import LOG_STD_MAX, LOG_STD_MIN, squashed_log_prob
 from drlcli.config import OffPolicyConfig
-from drlcli.networks import FlatParams, activation_cls, frozen
+from drlcli.networks import FlatParams, Linear, activation_cls, frozen
 
 
 @dataclass
@@ -125,7 +125,7 @@ def bn_mlp(
     for i, width in enumerate([*hidden, out_dim]):
         if batch_norm:
             layers.append(nn.BatchNorm1d(dims[i], eps=eps, momentum=momentum))
-        layers.append(nn.Linear(dims[i], width))
+        layers.append(Linear(dims[i], width))
         if i < len(hidden):
             layers.append(activation_cls(activation)())
     return nn.Sequential(*layers)

@@ -24,7 +24,7 @@ from drlcli.algos.offpolicy import OffPolicy, offpolicy_problems, raise_offpolic
 from drlcli.buffers import PrioritizedReplayBuffer
 from drlcli.config import DQNConfig
 from drlcli.errors import DrlError
-from drlcli.networks import FlatParams, image_torso, is_image, mlp, obs_dim
+from drlcli.networks import FlatParams, Linear, image_torso, is_image, mlp, obs_dim
 from drlcli.returns import polyak_update
 from drlcli.spaces import image_parts
 
@@ -83,15 +83,15 @@ class QNetwork(nn.Module):
         if self.image:  # the Nature-CNN, or the combined encoder for images inside a Dict
             self.torso = image_torso(space, hidden, activation, False)
             if not dueling:
-                self.q: nn.Module = nn.Linear(self.torso.out_features, n_actions)
+                self.q: nn.Module = Linear(self.torso.out_features, n_actions)
         elif dueling:
             self.torso = mlp(obs_dim(space), hidden, None, activation, ortho=False)
         else:
             self.q = mlp(obs_dim(space), hidden, n_actions, activation, ortho=False)
         if dueling:
             width = int(self.torso.out_features)
-            self.value = nn.Linear(width, 1)
-            self.advantage = nn.Linear(width, n_actions)
+            self.value = Linear(width, 1)
+            self.advantage = Linear(width, n_actions)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs if self.image else obs.reshape(obs.shape[0], -1)

@@ -35,7 +35,14 @@ from drlcli.algos.offpolicy import (
 from drlcli.config import SACConfig
 from drlcli.errors import DrlError
 from drlcli.hardware import compiled, graph_step
-from drlcli.networks import FlatParams, StackedMLP, StateDependentNoise, frozen, mlp
+from drlcli.networks import (
+    FlatParams,
+    Linear,
+    StackedMLP,
+    StateDependentNoise,
+    frozen,
+    mlp,
+)
 from drlcli.returns import polyak_update
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -136,7 +143,7 @@ class SDESquashedGaussianActor(nn.Module):
     ):
         super().__init__()
         self.latent = mlp(obs_dim, hidden, None, activation, ortho=False)
-        self.mu = nn.Linear(self.latent.out_features, act_dim)
+        self.mu = Linear(self.latent.out_features, act_dim)
         self.sde = StateDependentNoise(
             self.latent.out_features,
             act_dim,

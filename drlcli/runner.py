@@ -5,6 +5,7 @@ collect -> update -> log -> (eval) -> (checkpoint), until ``total_timesteps`` en
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -21,7 +22,7 @@ import torch
 from omegaconf import OmegaConf
 
 from drlcli import checkpoint as ckpt
-from drlcli import hardware, interrupts, registry
+from drlcli import hardware, interrupts, networks, registry
 from drlcli.algos.base import Algorithm, EnvInfo
 from drlcli.collector import Collector, evaluate
 from drlcli.config import TrainConfig
@@ -236,6 +237,8 @@ def save_run_files(
                 "command": command,
                 "from_step": resumed_from,
                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                # Hardware may change on resume: what this segment resolved to.
+                "hardware": asdict(resolved),
             }
         )
         with (run_dir / "command.txt").open("a") as f:
@@ -258,6 +261,27 @@ def save_run_files(
 RESUME_MAY_CHANGE = ("total_timesteps", "resume", "eval.", "checkpoint.", "log.", "hardware.")
 
 
+_NO_DEFAULT = object()
+
+
+def field_default(cfg: Any, dotted: str) -> Any:
+    """The dataclass default of the setting ``dotted`` (e.g. "algo.anneal_lr") in ``cfg``'s
+    config classes, or a sentinel equal to nothing when it has none."""
+    *path, name = dotted.split(".")
+    obj = cfg
+    for part in path:
+        obj = getattr(obj, part, None)
+    if obj is None or not dataclasses.is_dataclass(obj):
+        return _NO_DEFAULT
+    for f in dataclasses.fields(obj):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    return _NO_DEFAULT
+
+
 def load_resume_state(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
     """The checkpoint to continue from, or None for a fresh start (``resume=auto`` and no
     checkpoint yet). Fails when the saved config differs in anything that shapes learning."""
@@ -278,7 +302,11 @@ def load_resume_state(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
     changed = [
         f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
         for k in sorted(set(saved) | set(now))
-        if saved.get(k) != now.get(k) and not k.startswith(RESUME_MAY_CHANGE)
+        if saved.get(k) != now.get(k)
+        and not k.startswith(RESUME_MAY_CHANGE)
+        # A setting added since the checkpoint was written, left at its default: new
+        # settings default to the behaviour before them (e.g. algo.anneal_lr for SAC).
+        and not (k not in saved and now.get(k) == field_default(cfg, k))
     ]
     if changed:
         raise DrlError(
@@ -305,7 +333,23 @@ def train(
     validate(cfg)
     run_dir = Path(run_dir)
     resume_state = load_resume_state(cfg, run_dir)
+    onednn_before = networks.onednn_linear_enabled()
     device, resolved = hardware.setup(cfg.hardware, cfg.seed, cfg.env.num_envs)
+    try:
+        return _train_on(cfg, run_dir, command, hooks, resume_state, device, resolved)
+    finally:  # hardware.cpu_linear is this run's: later code in the process gets what it had
+        networks.set_onednn_linear(onednn_before)
+
+
+def _train_on(
+    cfg: TrainConfig,
+    run_dir: Path,
+    command: str,
+    hooks: RunHooks | None,
+    resume_state: dict[str, Any] | None,
+    device: torch.device,
+    resolved: Any,
+) -> RunResult:
     # A3C's workers step envs of their own: the runner's env only gives spaces and counts.
     asynchronous = registry.spec(cfg.algo.name).family == "asynchronous"
     env, eval_env = build_envs(

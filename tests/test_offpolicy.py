@@ -413,3 +413,64 @@ def test_replay_ratio_does_not_depend_on_num_envs(train_freq, gradient_steps):
     target = gradient_steps / train_freq
     for num_envs, ratio in ratios.items():
         assert ratio == pytest.approx(target, rel=0.2 if num_envs == 3 else 0.1), ratios
+
+
+def _filled(name, **overrides):
+    """A small off-policy learner with 16 random transitions stored (learning can start)."""
+    from drlcli.algos.base import EnvInfo
+    from drlcli.algos.crossq import CrossQ, CrossQConfig
+    from drlcli.algos.dqn import DQN
+    from drlcli.algos.sac import SAC
+    from drlcli.algos.td3 import TD3
+    from drlcli.config import DQNConfig, SACConfig, TD3Config
+
+    torch.manual_seed(0)
+    obs = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    cls, cfg, space = {
+        "dqn": (DQN, DQNConfig, gym.spaces.Discrete(2)),
+        "sac": (SAC, SACConfig, box),
+        "td3": (TD3, TD3Config, box),
+        "crossq": (CrossQ, CrossQConfig, box),
+    }[name]
+    c = cfg(hidden_sizes=[8], buffer_size=64, batch_size=8, learning_starts=0, **overrides)
+    agent = cls(c, EnvInfo(obs, space, 1), torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    for _ in range(16):
+        action = agent.explore(rng.normal(size=(1, 3)).astype(np.float32), True)[1]
+        flags = np.zeros(1, bool)
+        o, o2 = rng.normal(size=(1, 3)), rng.normal(size=(1, 3))
+        agent.replay.add(o, action, np.zeros(1, np.float32), o2, flags, flags)
+    agent.env_steps = 16
+    return agent
+
+
+def _lrs(agent):
+    return [g["lr"] for opt in agent.optimizers() for g in opt.param_groups]
+
+
+@pytest.mark.parametrize("name", ["dqn", "sac", "td3", "crossq"])
+def test_anneal_lr_decays_every_optimizer_linearly_and_survives_a_checkpoint(name):
+    """algo.anneal_lr: lr x (1 - progress) on every optimizer (SAC's temperature too), the RL
+    Zoo's lin_<lr>; off by default, where nothing moves."""
+    agent = _filled(name, learning_rate=1e-3)
+    expected_opts = {"dqn": 1, "sac": 3, "td3": 2, "crossq": 3}[name]
+    assert len(agent.optimizers()) == expected_opts
+    agent.steps_since_learn = 4
+    out = agent.update(0.25)
+    assert "charts/learning_rate" not in out
+    assert _lrs(agent) == [1e-3] * len(_lrs(agent))
+
+    agent = _filled(name, learning_rate=1e-3, anneal_lr=True)
+    agent.steps_since_learn = 4
+    out = agent.update(0.25)
+    assert out["charts/learning_rate"] == pytest.approx(7.5e-4)
+    assert _lrs(agent) == pytest.approx([7.5e-4] * len(_lrs(agent)))
+    resumed = _filled(name, learning_rate=1e-3, anneal_lr=True)
+    resumed.load_state_dict(agent.state_dict())
+    resumed.steps_since_learn = agent.steps_since_learn = 4
+    for a in (agent, resumed):
+        a.update(0.9)
+        assert _lrs(a) == pytest.approx([1e-4] * len(_lrs(a)))
+    agent.update(1.0)
+    assert _lrs(agent) == [0.0] * len(_lrs(agent))

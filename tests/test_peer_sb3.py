@@ -1072,3 +1072,30 @@ def test_ppo_kl_reports_the_true_kl_to_a_copy_of_the_pre_update_policy(variant, 
     close(out["losses/kl"], true_kl, rtol=1e-4, atol=1e-8)
     if variant != "categorical":
         assert not torch.equal(algo.policy.log_std, before.policy.log_std)
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_anneal_lr_matches_sb3_linear_schedule(algo):
+    """algo.anneal_lr against Stable-Baselines3 given the RL Zoo's lin_1e-3 (lr x
+    progress_remaining, set on every optimizer before a training phase, SAC's temperature
+    optimizer included) at the same share of the budget."""
+    from tests.test_offpolicy import _filled
+
+    env = gym.make("Pendulum-v1")
+    cls = SB3SAC if algo == "sac" else SB3TD3
+    model = cls("MlpPolicy", env, learning_rate=lambda remaining: 1e-3 * remaining, seed=0)
+    model.set_logger(Logger(None, []))  # _update_learning_rate records the value
+    ours = _filled(algo, learning_rate=1e-3, anneal_lr=True)
+    ours.steps_since_learn = 4
+    for done in (0, 2_500, 9_000):
+        model._update_current_progress_remaining(done, 10_000)
+        opts = [model.actor.optimizer, model.critic.optimizer]
+        if algo == "sac":
+            opts.append(model.ent_coef_optimizer)
+        model._update_learning_rate(opts)
+        ours.update(done / 10_000)
+        theirs = [g["lr"] for opt in opts for g in opt.param_groups]
+        mine = [g["lr"] for opt in ours.optimizers() for g in opt.param_groups]
+        assert sorted(mine) == pytest.approx(sorted(theirs))
+        assert len(mine) == len(theirs)
+    env.close()

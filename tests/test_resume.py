@@ -300,6 +300,43 @@ def test_resume_refuses_a_changed_config(tmp_path):
     assert train(longer, tmp_path).global_step >= 1024
 
 
+def test_resume_of_a_checkpoint_from_before_a_new_setting(tmp_path):
+    """A checkpoint written before a setting existed (algo.anneal_lr for SAC was added after
+    runs were saved) resumes when the setting is left at its default, which is the behaviour
+    from before it; set to anything else on resume, it is a changed config. The resumed
+    segment's resolved hardware lands in run_info.json."""
+    from drlcli.runner import field_default
+
+    overrides = [
+        "algo=sac",
+        "env=pendulum",
+        "algo.learning_starts=64",
+        "algo.batch_size=32",
+        "algo.hidden_sizes=[16]",
+        "total_timesteps=128",
+        "eval.every=0",
+        "log.progress=none",
+        "hardware.torch_threads=1",
+    ]
+    cfg = to_train_config(cli._compose(overrides))
+    train(cfg, tmp_path)
+    path = ckpt.list_checkpoints(tmp_path / "checkpoints")[-1][1]
+    state = ckpt.load(path)
+    saved_algo = state["config"]["algo"]
+    dropped = [k for k, v in saved_algo.items() if v == field_default(cfg, f"algo.{k}")]
+    assert "anneal_lr" in dropped
+    for key in dropped:  # as a checkpoint from before each of these settings
+        del state["config"]["algo"][key]
+    ckpt.atomic_save(state, path)
+    later = [*overrides, "total_timesteps=192", f"resume={tmp_path}"]
+    with pytest.raises(DrlError, match=r"algo.anneal_lr: None -> True"):
+        train(to_train_config(cli._compose([*later, "algo.anneal_lr=true"])), tmp_path)
+    result = train(to_train_config(cli._compose([*later, "hardware.cpu_linear=aten"])), tmp_path)
+    assert result.global_step >= 192
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert info["resumes"][-1]["hardware"]["cpu_linear"] == "aten"
+
+
 def test_resume_from_a_periodic_checkpoint_keeps_the_checkpoint_schedule(tmp_path):
     """A periodic checkpoint stored the schedule before its next checkpoint step was advanced,
     so a run resumed from it wrote an extra checkpoint at its first update."""

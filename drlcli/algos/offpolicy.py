@@ -181,7 +181,27 @@ class OffPolicy(Algorithm):
             # Warm-up steps owe no gradient steps (learning starts after them, as in SB3).
             self.steps_since_learn = self.owed = 0
             return {}
-        return self.learn(self.due_gradient_steps())
+        if not self.cfg.anneal_lr:
+            return self.learn(self.due_gradient_steps())
+        lr = self.anneal(progress)
+        return {**self.learn(self.due_gradient_steps()), "charts/learning_rate": lr}
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The learner's optimizers (the ``stateful`` attributes that are optimizers)."""
+        found = (getattr(self, name) for name in self.stateful)
+        return [opt for opt in found if isinstance(opt, torch.optim.Optimizer)]
+
+    def anneal(self, progress: float) -> float:
+        """``algo.anneal_lr``: every optimizer's learning rate set to its initial value x
+        (1 - progress), progress in [0, 1] being the share of the step budget used (the RL
+        Zoo's ``lin_<lr>``: Stable-Baselines3 sets lr x progress_remaining before each
+        training phase). The initial value is kept in each param group's ``initial_lr``, which
+        checkpoints carry. Returns the scaled ``algo.learning_rate``."""
+        scale = max(1.0 - progress, 0.0)
+        for opt in self.optimizers():
+            for group in opt.param_groups:
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * scale
+        return self.cfg.learning_rate * scale
 
     @abstractmethod
     def learn(self, gradient_steps: int) -> dict[str, float]: ...

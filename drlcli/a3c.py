@@ -32,7 +32,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from drlcli import interrupts
+from drlcli import interrupts, networks
 from drlcli.algos.base import (
     POLICY_GRADIENT_ACTIONS,
     Algorithm,
@@ -132,11 +132,13 @@ def _worker(
     anchor: Any,
     stop: Any,
     out: Any,
+    onednn_linear: bool = False,
 ) -> None:
     # The training process handles Ctrl-C / SIGTERM (also sent here by a group signal) and then
     # stops the workers.
     ignore_interrupts()
     torch.set_num_threads(1)
+    networks.set_onednn_linear(onednn_linear)  # the run's hardware.cpu_linear (spawned: unset)
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     env = None
@@ -283,6 +285,7 @@ class A3C(Algorithm):
                     self.anchor,
                     self.stop,
                     self.out,
+                    networks.onednn_linear_enabled(),
                 ),
                 daemon=True,
                 name=f"drl-a3c-{rank}",

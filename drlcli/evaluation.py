@@ -10,13 +10,13 @@ import numpy as np
 import torch
 
 from drlcli import checkpoint as ckpt
-from drlcli import registry
+from drlcli import networks, registry
 from drlcli.algos.base import Algorithm, EnvInfo
 from drlcli.collector import evaluate
 from drlcli.config import EnvConfig, TrainConfig, train_config_from_dict
 from drlcli.envs import VecEnv, action_mask_source, eval_env_config, make_single_env
 from drlcli.errors import DrlError
-from drlcli.hardware import resolve_device
+from drlcli.hardware import resolve_cpu_linear, resolve_device
 from drlcli.runner import MAX_EVAL_ENVS
 
 
@@ -64,7 +64,31 @@ def run_eval(
     checkpoint: Path | None = None,
     device: str = "cpu",
 ) -> EvalReport:
-    cfg, state, algo, _ = load_run(run_dir, checkpoint, device)
+    cfg, state, algo, dev = load_run(run_dir, checkpoint, device)
+    # The run's matmul library for its layers (hardware.cpu_linear), so its own final
+    # evaluation is reproduced to the last digit; torch's default again afterwards.
+    before = networks.onednn_linear_enabled()
+    try:
+        onednn = resolve_cpu_linear(cfg.hardware, dev) == "onednn"
+    except DrlError:  # onednn asked for, evaluated with a torch without it
+        onednn = False
+    networks.set_onednn_linear(onednn)
+    try:
+        return _run_eval(run_dir, cfg, state, algo, episodes, deterministic, seed, video)
+    finally:
+        networks.set_onednn_linear(before)
+
+
+def _run_eval(
+    run_dir: Path,
+    cfg: TrainConfig,
+    state: dict,
+    algo: Algorithm,
+    episodes: int | None,
+    deterministic: bool,
+    seed: int | None,
+    video: bool,
+) -> EvalReport:
     episodes = episodes or cfg.eval.episodes
     if episodes < 1:
         raise DrlError(f"--episodes must be at least 1, got {episodes}.")

@@ -128,6 +128,11 @@ def setup(cfg: HardwareConfig, seed: int, num_envs: int = 1) -> tuple[torch.devi
             "hardware.cpu_linear=auto: large linear layers run on oneDNN (MKL has only its "
             "AVX2 kernels on this CPU; hardware.cpu_linear=aten for torch's default)"
         )
+    elif resolved.cpu_linear == "onednn" and cfg.compile != "none":
+        notes.append(
+            "hardware.cpu_linear=onednn with hardware.compile: the compiled loss functions use "
+            "inductor's kernels; oneDNN runs the eager rest (acting, evaluation)"
+        )
     return device, resolved
 
 
@@ -155,13 +160,16 @@ def resolve_cpu_linear(cfg: HardwareConfig, device: torch.device) -> str:
     oneDNN for eager CPU runs on x86 CPUs with AVX-512 that are not Intel's: MKL dispatches its
     AVX-512 sgemm kernels on Intel CPUs only, and on the AMD EPYC development machine oneDNN's
     were ~2x faster per large layer, a SAC Pendulum run 1.4x (benchmarks/bench_tricks.py,
-    README "Benchmark: off-policy"). Intel CPUs, ARM and GPU runs keep torch's default. Raises
-    DrlError for an unknown value, or for onednn on a torch build without oneDNN."""
+    README "Benchmark: off-policy"). Intel CPUs, ARM and GPU runs keep torch's default (a GPU
+    run resolves to aten even when onednn is asked for). Raises DrlError for an unknown value,
+    or for onednn on a torch build without oneDNN."""
     if cfg.cpu_linear not in CPU_LINEARS:
         raise DrlError(
             f"Unknown hardware.cpu_linear '{cfg.cpu_linear}'. Valid choices: "
             f"{', '.join(CPU_LINEARS)} (the matmul library for large linear layers on the CPU)."
         )
+    if device.type != "cpu":
+        return "aten"  # the layers run on the device: nothing to choose on the CPU
     if cfg.cpu_linear == "onednn":
         if not networks.onednn_linear_available():
             raise DrlError(
@@ -169,7 +177,7 @@ def resolve_cpu_linear(cfg: HardwareConfig, device: torch.device) -> str:
                 f"(torch {torch.__version__}). Use hardware.cpu_linear=auto or aten."
             )
         return "onednn"
-    if cfg.cpu_linear == "aten" or device.type != "cpu" or cfg.compile != "none":
+    if cfg.cpu_linear == "aten" or cfg.compile != "none":
         return "aten"
     vendor, flags = cpu_flags()
     if vendor and vendor != "GenuineIntel" and "avx512f" in flags:

@@ -100,7 +100,7 @@ class _SigmoidTanh(torch.autograd.Function):
 # inductor emits for CPU linears) reaches ~220. Measured per layer, forward + backward, 1 and
 # 2 threads (benchmarks/bench_tricks.py, "linear layers"): oneDNN wins from about 8M
 # multiply-adds (batch x in x out) on weights of 128 x 256 or more -- 256x256 at batch 256:
-# 0.58x / 0.74x the time at 1 / 2 threads -- and loses on small layers (64x64 at batch 64:
+# 0.55x / 0.66x the time at 1 / 2 threads -- and loses on small layers (64x64 at batch 64:
 # 2.2x) and narrow ones (256 -> 1), whose fixed per-call cost dominates.
 _ONEDNN_MIN_MACS = 1 << 23  # batch x in x out
 _ONEDNN_MIN_WEIGHT = 1 << 15  # in x out
@@ -133,19 +133,39 @@ def onednn_linear_enabled() -> bool:
 
 
 class _OneDNNLinear(torch.autograd.Function):
-    """``F.linear`` (x (B, in) @ weight (out, in)^T + bias (out,)) on oneDNN's matmul, for
-    float32 CPU tensors. The backward is made of this same function (grad_x = grad @ weight,
-    grad_weight = grad^T @ x) and a sum, all differentiable, so second derivatives (TRPO's
-    Fisher-vector products through a wide actor) are right; tests/test_networks.py checks
-    values, gradients and Hessian-vector products against ``F.linear``."""
+    """``F.linear`` (x (B, in) @ weight (out, in)^T + bias (out,), contiguous) on oneDNN's
+    matmul, for float32 CPU tensors. The backward is made of this same function (grad_x =
+    grad @ weight, grad_weight = grad^T @ x) and a sum, all differentiable, so second
+    derivatives (TRPO's Fisher-vector products through a wide actor) are right; forward-mode
+    AD has its jvp. tests/test_onednn_linear.py checks values, gradients, Hessian-vector and
+    Jacobian-vector products against ``F.linear``. Not vmap-able: :func:`linear` keeps
+    ``F.linear`` under torch.func transforms."""
 
     @staticmethod
-    def forward(
-        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
-    ) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
+    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        # oneDNN reads the bias as dense memory: a strided view gave wrong sums.
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.save_for_forward(x, weight)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def jvp(
+        ctx: Any, x_t: torch.Tensor | None, w_t: torch.Tensor | None, b_t: torch.Tensor | None
+    ) -> torch.Tensor:
+        x, weight = ctx.saved_tensors
+        out = torch.zeros(x.shape[0], weight.shape[0], dtype=x.dtype, device=x.device)
+        if x_t is not None:
+            out = out + nn.functional.linear(x_t, weight)
+        if w_t is not None:
+            out = out + nn.functional.linear(x, w_t)
+        if b_t is not None:
+            out = out + b_t
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
@@ -160,8 +180,15 @@ class _OneDNNLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def _functorch_active() -> bool:
+    check = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(check()) if check is not None else False
+
+
 def _onednn_wins(x: torch.Tensor, rows: int, fan_in: int, fan_out: int) -> bool:
-    """Whether a (rows, fan_in) @ (fan_in, fan_out) product of ``x`` goes through oneDNN."""
+    """Whether a (rows, fan_in) @ (fan_in, fan_out) product of ``x`` goes through oneDNN: large
+    enough, float32 on the CPU, and not inside what needs torch's own op (torch.compile,
+    torch.jit tracing, autocast, torch.func transforms)."""
     return (
         _onednn_linear
         and x.device.type == "cpu"
@@ -169,6 +196,8 @@ def _onednn_wins(x: torch.Tensor, rows: int, fan_in: int, fan_out: int) -> bool:
         and fan_in * fan_out >= _ONEDNN_MIN_WEIGHT
         and rows * fan_in * fan_out >= _ONEDNN_MIN_MACS
         and not torch.compiler.is_compiling()
+        and not torch.is_autocast_enabled("cpu")
+        and not _functorch_active()
     )
 
 
@@ -181,12 +210,20 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     ``F.linear``. Both compute the same product in float32; their roundings differ (~1e-7
     relative), so a run is reproducible with the same ``hardware.cpu_linear`` on the same CPU.
     """
-    if weight.dtype == torch.float32 and _onednn_wins(
-        x, x.numel() // max(weight.shape[1], 1), weight.shape[1], weight.shape[0]
+    if (
+        _onednn_linear
+        and not torch.jit.is_tracing()  # before any shape test, which a trace would record
+        and weight.dim() == 2
+        and weight.dtype == torch.float32
+        and x.dim() >= 2
+        and x.shape[-1] == weight.shape[1]  # a mismatch gets F.linear's error message
+        and (bias is None or (bias.shape == weight.shape[:1] and bias.dtype == torch.float32))
+        and _onednn_wins(x, x.numel() // max(weight.shape[1], 1), weight.shape[1], weight.shape[0])
     ):
+        b = None if bias is None else bias.contiguous()
         if x.dim() == 2:
-            return _OneDNNLinear.apply(x, weight, bias)
-        out = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias)
+            return _OneDNNLinear.apply(x, weight, b)
+        out = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), weight, b)
         return out.reshape(*x.shape[:-1], weight.shape[0])
     return nn.functional.linear(x, weight, bias)
 

@@ -118,6 +118,7 @@ def test_small_or_other_layers_keep_f_linear(counted):
     linear(torch.randn(4096, 256), torch.randn(1, 256))  # narrow: a critic's output layer
     linear(torch.randn(8, 256), torch.randn(256, 256))  # acting: a small batch
     linear(torch.randn(256, 256, dtype=torch.float64), torch.randn(256, 256, dtype=torch.float64))
+    assert linear(torch.randn(300, 256), torch.randn(256)).shape == (300,)  # F.linear's 1-D weight
     assert counted == []
     linear(torch.randn(256, 256), torch.randn(256, 256))
     assert len(counted) == 1
@@ -136,6 +137,7 @@ def test_small_or_other_layers_keep_f_linear(counted):
         ("GenuineIntel", {"avx2", "avx512f"}, "cpu", "none", "auto", "aten"),
         ("", set(), "cpu", "none", "auto", "aten"),  # not Linux: cannot tell
         ("AuthenticAMD", {"avx512f"}, "cuda", "none", "auto", "aten"),
+        ("AuthenticAMD", {"avx512f"}, "cuda", "none", "onednn", "aten"),  # layers on the GPU
         ("AuthenticAMD", {"avx512f"}, "cpu", "default", "auto", "aten"),
         ("AuthenticAMD", {"avx512f"}, "cpu", "none", "aten", "aten"),
         ("GenuineIntel", {"avx512f"}, "cpu", "none", "onednn", "onednn"),
@@ -162,6 +164,9 @@ def test_run_says_what_it_chose(monkeypatch):
     _, resolved = hardware.setup(HardwareConfig(), seed=0)
     assert resolved.cpu_linear == "aten" and not networks.onednn_linear_enabled()
     assert not any("cpu_linear" in note for note in resolved.notes)
+    _, resolved = hardware.setup(HardwareConfig(cpu_linear="onednn", compile="default"), seed=0)
+    assert resolved.cpu_linear == "onednn"
+    assert any("compiled loss functions use inductor" in note for note in resolved.notes)
 
 
 def test_unknown_cpu_linear_fails_before_any_run_dir(tmp_path):
@@ -174,3 +179,105 @@ def test_unknown_cpu_linear_fails_before_any_run_dir(tmp_path):
     with pytest.raises(DrlError, match=message):
         train(to_train_config(cli._compose([*overrides, "total_timesteps=64"])), tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_any_bias_layout_gives_f_linears_values(counted):
+    """oneDNN reads its bias as dense memory: a strided view gave wrong sums, an expanded one
+    NaN (issue #15 review). Strided and expanded biases are made contiguous; broadcastable
+    shapes F.linear accepts, such as (1, out), stay with F.linear."""
+    networks.set_onednn_linear(True)
+    x, w = torch.randn(256, 256), torch.randn(256, 256)
+    biases = [
+        torch.randn(512)[::2],
+        torch.randn(256, 2)[:, 0],
+        torch.tensor(1.5).expand(256),
+        torch.randn(1, 256),
+        torch.randn(1),
+    ]
+    for b in biases:
+        torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b), rtol=1e-4, atol=1e-3)
+    assert len(counted) == 3
+
+
+def test_wrong_shapes_get_f_linears_errors():
+    networks.set_onednn_linear(True)
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes cannot be multiplied"):
+        linear(torch.randn(256, 512), torch.randn(256, 256))
+    with pytest.raises(RuntimeError):
+        linear(torch.randn(256, 256), torch.randn(256, 256), torch.randn(300))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_torch_func_forward_ad_autocast_and_tracing_work(counted):
+    networks.set_onednn_linear(True)
+    torch.manual_seed(5)
+    net = MLP(8, [256, 256], 1, "relu")
+    x = torch.randn(256, 8)
+    params = dict(net.named_parameters())
+
+    def loss(p):
+        return torch.func.functional_call(net, p, (x,)).sum()
+
+    grads = torch.func.grad(loss)(params)  # torch.func transforms: F.linear
+    assert counted == []
+    reference = torch.autograd.grad(net(x).sum(), list(params.values()))
+    assert counted  # the plain call took oneDNN
+    for g, r in zip(grads.values(), reference):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+    per_sample = torch.func.vmap(lambda row: net(row.unsqueeze(0)))(x[:4])
+    assert per_sample.shape == (4, 1, 1)
+    # Forward-mode AD through the oneDNN function: its jvp against F.linear's.
+    w, b = torch.randn(256, 256), torch.randn(256)
+    tangent = torch.randn(256, 256)
+    import torch.autograd.forward_ad as fwAD
+
+    with fwAD.dual_level():
+        got = fwAD.unpack_dual(linear(fwAD.make_dual(x.new_ones(256, 256), tangent), w, b))
+    with fwAD.dual_level():
+        ref = fwAD.unpack_dual(F.linear(fwAD.make_dual(x.new_ones(256, 256), tangent), w, b))
+    torch.testing.assert_close(got.tangent, ref.tangent, rtol=1e-4, atol=1e-3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert linear(torch.randn(256, 256), w, b).dtype == torch.bfloat16
+    traced = torch.jit.trace(net, x, check_trace=False)
+    torch.testing.assert_close(traced(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+def test_in_process_train_leaves_the_setting_as_it_found_it(tmp_path, monkeypatch):
+    """An API user's code after drlcli.runner.train() gets torch's default again."""
+    from drlcli.runner import train
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: ("AuthenticAMD", {"avx512f"}))
+    cfg = to_train_config(
+        cli._compose(["algo=ppo", "total_timesteps=256", "algo.num_steps=64", "log.progress=none"])
+    )
+    train(cfg, tmp_path / "r")
+    assert not networks.onednn_linear_enabled()
+    info = (tmp_path / "r" / "run_info.json").read_text()
+    assert '"cpu_linear": "onednn"' in info
+
+
+def test_drl_eval_reproduces_the_runs_final_evaluation_with_onednn(tmp_path, monkeypatch):
+    """drl eval uses the run's hardware.cpu_linear: a wide actor evaluated on 10 envs at once
+    (10 x 1024 x 1024 multiply-adds per layer: oneDNN) gives the run's own final return to the
+    last digit, and torch's default is back afterwards."""
+    from drlcli.evaluation import run_eval
+    from drlcli.runner import train
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: ("AuthenticAMD", {"avx512f"}))
+    overrides = [
+        "algo=sac",
+        "env=pendulum",
+        "algo.hidden_sizes=[1024,1024]",
+        "algo.learning_starts=100",
+        "algo.batch_size=16",
+        "total_timesteps=160",
+        "eval.every=0",
+        "eval.episodes=10",
+        "env.max_episode_steps=20",
+        "log.progress=none",
+        "hardware.torch_threads=1",
+    ]
+    result = train(to_train_config(cli._compose(overrides)), tmp_path)
+    report = run_eval(tmp_path)
+    assert report.mean_return == result.eval_mean_return
+    assert not networks.onednn_linear_enabled()

@@ -191,3 +191,32 @@ def test_no_tuned_set_note_when_the_set_is_removed(tmp_path, capsys):
     argv += ["env.num_envs=8", "algo.num_steps=32", "eval.episodes=1", "log.progress=none"]
     assert cli.main([*argv, f"hydra.run.dir={tmp_path / 'run'}"]) == 0
     assert "tuned set" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("hardware.cpu_linear=onedn,aten", r"Unknown hardware.cpu_linear 'onedn'.*onednn"),
+        ("hardware.compile=none,fast", r"Unknown hardware.compile 'fast'. Valid choices: none"),
+        ("hardware.vectorization=sync,threads", r"Unknown hardware.vectorization 'threads'"),
+        ("log.progress=fancy", r"Unknown log.progress 'fancy'. Valid choices: auto, rich"),
+        ("on_error=ignore", r"Unknown on_error 'ignore'. Valid choices: continue, stop"),
+    ],
+)
+def test_fixed_choice_settings_are_checked_in_every_sweep_value(override, message, tmp_path):
+    """A multirun checked only its first job's values: a bad one later in the sweep made its
+    job's directory and failed inside it (found with hardware.cpu_linear=bogus,aten)."""
+    from drlcli.cli import main
+    from drlcli.errors import DrlError
+
+    sweep_dir = tmp_path / "sweep"
+    with pytest.raises(DrlError, match=message):
+        check_overrides_multirun([override])
+    assert main(["train", "-m", override, f"hydra.sweep.dir={sweep_dir}"]) == 2
+    assert not sweep_dir.exists()
+
+
+def check_overrides_multirun(overrides):
+    from drlcli.cli import check_overrides
+
+    check_overrides(overrides, multirun=True)

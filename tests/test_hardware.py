@@ -163,9 +163,8 @@ def test_a_killed_worker_is_reported_not_waited_on():
     ],
 )
 def test_bad_worker_settings_fail_before_anything_runs(overrides, message):
-    composed = cli.check_overrides(overrides, multirun=False)
     with pytest.raises(DrlError, match=message):
-        cli.preflight(composed)
+        cli.preflight(cli.check_overrides(overrides, multirun=False))
 
 
 # --- A3C: worker processes sharing one model ------------------------------------------------

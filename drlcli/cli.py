@@ -304,14 +304,14 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
             plain.append(o)
 
     cfg = _compose(first_choice)
-    from drlcli.completion import KEY_VALUES
+    from drlcli.config import CHOICES
 
     for o in plain:
         key = o.key_or_group
         # Settings with a fixed set of values: every value of a sweep too, before the first
-        # job's directory exists (hardware.device also takes cuda:N, and is checked later).
-        if key in KEY_VALUES and key != "hardware.device":
-            choices = KEY_VALUES[key]
+        # job's directory exists.
+        if key in CHOICES:
+            choices = CHOICES[key]
             sweep = o.is_sweep_override()
             for v in o.sweep_string_iterator() if sweep else [o.get_value_element_as_str()]:
                 if v not in choices:

@@ -47,6 +47,18 @@ VECTORIZATIONS = ("sync", "workers", "async", "envpool")
 # hardware.compile: torch.compile modes for the learner's loss functions ("none": eager).
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 CPU_LINEARS = ("auto", "onednn", "aten")
+LOG_PROGRESS = ("auto", "rich", "plain", "none")
+ON_ERROR = ("continue", "stop")
+# Settings with a fixed set of values, checked for every swept value before a sweep starts
+# (cli.check_overrides); drlcli/completion.py keeps its own copy (it must not import hydra),
+# which tests/test_cli.py compares with this one.
+CHOICES = {
+    "hardware.vectorization": VECTORIZATIONS,
+    "hardware.compile": COMPILE_MODES,
+    "hardware.cpu_linear": CPU_LINEARS,
+    "log.progress": LOG_PROGRESS,
+    "on_error": ON_ERROR,
+}
 
 
 @dataclass

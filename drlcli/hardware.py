@@ -155,6 +155,15 @@ def cpu_flags() -> tuple[str, set[str]]:
     return vendor, flags
 
 
+def check_cpu_linear(cfg: HardwareConfig) -> None:
+    """Raises DrlError naming the valid choices for an unknown ``hardware.cpu_linear``."""
+    if cfg.cpu_linear not in CPU_LINEARS:
+        raise DrlError(
+            f"Unknown hardware.cpu_linear '{cfg.cpu_linear}'. Valid choices: "
+            f"{', '.join(CPU_LINEARS)} (the matmul library for large linear layers on the CPU)."
+        )
+
+
 def resolve_cpu_linear(cfg: HardwareConfig, device: torch.device) -> str:
     """``hardware.cpu_linear`` -> "onednn" or "aten" for this run (networks.linear). auto picks
     oneDNN for eager CPU runs on x86 CPUs with AVX-512 that are not Intel's: MKL dispatches its
@@ -163,11 +172,7 @@ def resolve_cpu_linear(cfg: HardwareConfig, device: torch.device) -> str:
     README "Benchmark: off-policy"). Intel CPUs, ARM and GPU runs keep torch's default (a GPU
     run resolves to aten even when onednn is asked for). Raises DrlError for an unknown value,
     or for onednn on a torch build without oneDNN."""
-    if cfg.cpu_linear not in CPU_LINEARS:
-        raise DrlError(
-            f"Unknown hardware.cpu_linear '{cfg.cpu_linear}'. Valid choices: "
-            f"{', '.join(CPU_LINEARS)} (the matmul library for large linear layers on the CPU)."
-        )
+    check_cpu_linear(cfg)
     if device.type != "cpu":
         return "aten"  # the layers run on the device: nothing to choose on the CPU
     if cfg.cpu_linear == "onednn":
@@ -190,8 +195,7 @@ def check_threads(cfg: HardwareConfig) -> None:
     ``hardware.compile`` mode or an unknown ``hardware.cpu_linear``."""
     if cfg.torch_threads < 0:
         raise DrlError(f"hardware.torch_threads must be >= 0 (0 = auto), got {cfg.torch_threads}.")
-    if cfg.cpu_linear not in CPU_LINEARS:
-        resolve_cpu_linear(cfg, torch.device("cpu"))  # raises, naming the valid choices
+    check_cpu_linear(cfg)
     if cfg.compile not in COMPILE_MODES:
         raise DrlError(
             f"Unknown hardware.compile '{cfg.compile}'. Valid choices: {', '.join(COMPILE_MODES)} "

@@ -210,15 +210,19 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     ``F.linear``. Both compute the same product in float32; their roundings differ (~1e-7
     relative), so a run is reproducible with the same ``hardware.cpu_linear`` on the same CPU.
     """
+    # The size test first: small layers (PPO's, DQN's 64x64, acting on a few envs) leave after
+    # two integer comparisons, which their ~7 us F.linear calls do not notice.
     if (
         _onednn_linear
-        and not torch.jit.is_tracing()  # before any shape test, which a trace would record
         and weight.dim() == 2
+        and weight.numel() >= _ONEDNN_MIN_WEIGHT
+        and x.numel() * weight.shape[0] >= _ONEDNN_MIN_MACS
+        and not torch.jit.is_tracing()  # before the shape tests, which a trace would record
         and weight.dtype == torch.float32
         and x.dim() >= 2
         and x.shape[-1] == weight.shape[1]  # a mismatch gets F.linear's error message
         and (bias is None or (bias.shape == weight.shape[:1] and bias.dtype == torch.float32))
-        and _onednn_wins(x, x.numel() // max(weight.shape[1], 1), weight.shape[1], weight.shape[0])
+        and _onednn_wins(x, x.numel() // weight.shape[1], weight.shape[1], weight.shape[0])
     ):
         b = None if bias is None else bias.contiguous()
         if x.dim() == 2:
@@ -364,14 +368,22 @@ class StackedMLP(nn.Module):
         self._wb = list(zip(self.weights, self.biases))
         self._params = [p for wb in self._wb for p in wb]
         self.activation = activation
+        # in x out of the widest layer oneDNN could take (0: none), so that a forward on a
+        # small net or batch decides with one comparison (PPO acts through this per env step).
+        widths = [w.shape[1] * w.shape[2] for w in self.weights]
+        self._onednn_width = max([n for n in widths if n >= _ONEDNN_MIN_WEIGHT], default=0)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, in) -> one (B, out_dims[i]) tensor per net. Plain autograd: differentiable any
         number of times (Hessian-vector products are right)."""
-        if _onednn_linear and x.dim() == 2:
-            rows = x.shape[0]
-            if any(_onednn_wins(x, rows, w.shape[1], w.shape[2]) for w, _ in self._wb):
-                return self._forward_each(x)
+        if (
+            _onednn_linear
+            and self._onednn_width
+            and x.dim() == 2
+            and x.shape[0] * self._onednn_width >= _ONEDNN_MIN_MACS
+            and any(_onednn_wins(x, x.shape[0], w.shape[1], w.shape[2]) for w, _ in self._wb)
+        ):
+            return self._forward_each(x)
         h = x.unsqueeze(0).expand(self.k, *x.shape)
         for i, (w, b) in enumerate(self._wb):
             h = torch.baddbmm(b, h, w)
@@ -383,25 +395,26 @@ class StackedMLP(nn.Module):
         """The nets one after the other, each layer through :func:`linear` (oneDNN takes 2-D
         products; linear() keeps F.linear for the small first and last layers). ``unbind``
         views: their backward stacks the nets' gradients in one copy."""
-        layers = [(w.unbind(0), b[:, 0].unbind(0)) for w, b in self._wb]
-        outs = []
-        for i, d in enumerate(self.out_dims):
-            h = x
-            for layer, (ws, bs) in enumerate(layers):
-                h = linear(h, ws[i].t(), bs[i])
-                if layer < self.num_layers - 1:
-                    h = self._act(h)
-            outs.append(h[:, :d])
-        return tuple(outs)
+        unbound = [(w.unbind(0), b[:, 0].unbind(0)) for w, b in self._wb]
+        return tuple(
+            self._net(x, [(ws[i].t(), bs[i]) for ws, bs in unbound])[:, :d]
+            for i, d in enumerate(self.out_dims)
+        )
 
     def forward_one(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Only net ``i``: (B, in) -> (B, out_dims[i])."""
+        return self._net(x, [(w[i].t(), b[i, 0]) for w, b in self._wb])[:, : self.out_dims[i]]
+
+    def _net(
+        self, x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
+        """One net: its layers' (weight (out, in), bias (out,)) through :func:`linear`."""
         h = x
-        for layer, (w, b) in enumerate(self._wb):
-            h = linear(h, w[i].t(), b[i, 0])
+        for layer, (w, b) in enumerate(layers):
+            h = linear(h, w, b)
             if layer < self.num_layers - 1:
                 h = self._act(h)
-        return h[:, : self.out_dims[i]]
+        return h
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from drlcli import checkpoint as ckpt
 from drlcli import hardware, interrupts, networks, registry
 from drlcli.algos.base import Algorithm, EnvInfo
 from drlcli.collector import Collector, evaluate
-from drlcli.config import TrainConfig
+from drlcli.config import LOG_PROGRESS, ON_ERROR, TrainConfig
 from drlcli.envs import VecEnv, eval_env_config
 from drlcli.errors import DrlError
 from drlcli.interrupts import Interrupted
@@ -119,9 +119,9 @@ def validate(cfg: TrainConfig) -> None:
             f"{cfg.total_timesteps:,}: the whole budget would be random warm-up steps and "
             "nothing would be learned; raise total_timesteps or lower algo.learning_starts"
         )
-    if cfg.on_error not in ("continue", "stop"):
+    if cfg.on_error not in ON_ERROR:
         problems.append(f"on_error must be continue or stop (got {cfg.on_error})")
-    if cfg.log.progress not in ("auto", "rich", "plain", "none"):
+    if cfg.log.progress not in LOG_PROGRESS:
         problems.append(f"log.progress must be auto, rich, plain or none (got {cfg.log.progress})")
     if cfg.hardware.compile != "none":
         compilable = sorted(n for n, s in registry.specs().items() if s.compilable)

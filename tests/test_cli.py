@@ -220,3 +220,12 @@ def check_overrides_multirun(overrides):
     from drlcli.cli import check_overrides
 
     check_overrides(overrides, multirun=True)
+
+
+def test_completion_offers_the_values_the_config_accepts():
+    """completion.py keeps its own lists (importing the config would slow every Tab)."""
+    from drlcli.completion import KEY_VALUES
+    from drlcli.config import CHOICES
+
+    for key, choices in CHOICES.items():
+        assert tuple(KEY_VALUES[key]) == tuple(choices), key

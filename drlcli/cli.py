@@ -182,6 +182,15 @@ def cmd_list(argv: list[str]) -> int:
 
 
 # --- override pre-validation ------------------------------------------------------------------
+_OWN_CONFIG_FLAGS = ("-cd", "--config-dir", "-cn", "--config-name", "-cp", "--config-path")
+
+
+def _is_sweep(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return bool(OverridesParser.create().parse_overrides([override])[0].is_sweep_override())
+
+
 def split_train_args(argv: list[str]) -> tuple[list[str], list[str]]:
     """(overrides, flags) from the arguments after `train`."""
     overrides, flags = [], []
@@ -264,6 +273,35 @@ def check_launcher(name: str) -> None:
         )
 
 
+def _sweep_values(o: Any) -> list[str]:
+    """The values a sweep override takes, as strings; a ``glob()`` over a config group's options
+    (``algo=glob(ppo*)``) expands against them, as Hydra's sweeper does. Raises DrlError for a
+    glob over anything else."""
+    from hydra.core.override_parser.types import ValueType
+
+    if o.value_type == ValueType.INTERVAL_SWEEP:
+        raise DrlError(
+            f"{o.input_line}: interval() is for search sweepers, which sample from it; drl tune "
+            "runs searches (drl tune --help). For a grid, list the values (key=a,b,c) or use "
+            "range()."
+        )
+    if o.value_type == ValueType.GLOB_CHOICE_SWEEP:
+        key = o.key_or_group
+        if key not in (*GROUPS, "tuned"):
+            raise DrlError(
+                f"{o.input_line}: glob() sweeps config group options ({', '.join(GROUPS)}); "
+                f"for {key} list the values (key=a,b,c) or use range()."
+            )
+        values = o.value().filter(group_options(key))
+        if not values:
+            raise DrlError(
+                f"{o.input_line} matches no {key} option. Valid choices for {key}: "
+                f"{', '.join(group_options(key))}."
+            )
+        return [str(v) for v in values]
+    return list(o.sweep_string_iterator())
+
+
 def check_overrides(overrides: list[str], multirun: bool) -> Any:
     """Catch unknown groups/options/keys and bad values before Hydra creates any run dir;
     returns the composed config of the first job (or None when it cannot be composed alone)."""
@@ -290,7 +328,7 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
                 "now, with pruning: drl tune <search space> [overrides] (drl tune --help; the "
                 "spaces are in conf/search/)."
             )
-        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
+        values = _sweep_values(o) if o.is_sweep_override() else None
         if key in (*GROUPS, "tuned"):
             options = group_options(key)
             for v in values if values is not None else [o.get_value_element_as_str()]:
@@ -399,6 +437,98 @@ def preflight(cfg: Any) -> None:
     from drlcli.registry import validate as validate_algo
 
     validate_algo(tc.algo, tc.env.num_envs, tc.env)
+
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]] | None:
+    """Each job's overrides of a Hydra grid sweep (the basic sweeper's cartesian product of every
+    ``key=a,b`` / ``choice()`` / ``range()`` value and of ``glob()`` over a group's options), in
+    order; None under another sweeper, whose jobs cannot be known here. Raises DrlError for a
+    glob that matches nothing and for interval(), which only a search sweeper samples."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    # Hydra's basic sweeper keys the axes by override key: a key given twice keeps its first
+    # position and its last value(s).
+    axes: dict[str, list[str]] = {}
+    for raw, o in zip(overrides, parsed, strict=True):
+        if o.key_or_group == "hydra/sweeper" and o.get_value_element_as_str() != "basic":
+            return None
+        if o.key_or_group.startswith("hydra.sweeper"):
+            return None
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            axes[key] = [raw]
+            continue
+        axes[key] = [f"{key}={v}" for v in _sweep_values(o)]
+    return [list(job) for job in itertools.product(*axes.values())]
+
+
+def preflight_sweep(overrides: list[str]) -> None:
+    """:func:`preflight` for every job of a multirun before its sweep directory exists: a
+    combination no job may run (``algo=ppo,a3c hardware.compile=default``) used to fail as the
+    second job, after the first had trained. Hydra composes once per distinct choice of config
+    groups and ``+``/``++``/``~`` overrides; each job's plain ``key=value`` overrides are then
+    applied the way Hydra applies them (``OmegaConf.update``, merge). Jobs that differ only in
+    ``seed`` are checked once. Raises DrlError naming the first bad job. The caller skips this
+    for configs of the user's own (``-cd``/``-cn``), which ``_compose`` does not read."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    jobs = sweep_jobs(overrides)
+    if not jobs:
+        return
+    parser = OverridesParser.create()
+    composed: dict[tuple[str, ...], Any] = {}
+    checked: set[str] = set()
+    # Named in an error: the job's swept values (a repeated key's last occurrence counts).
+    is_swept = {
+        o.get_key_element(): o.is_sweep_override() for o in parser.parse_overrides(overrides)
+    }
+    for number, job in enumerate(jobs):
+        parsed = parser.parse_overrides(job)
+        swept = [j for j, o in zip(job, parsed, strict=True) if is_swept[o.get_key_element()]]
+        which = f"Sweep job {number} of {len(jobs)} ({' '.join(swept) or ' '.join(job)})"
+        structural, plain = [], []
+        for raw, o in zip(job, parsed, strict=True):
+            key = o.key_or_group
+            if (
+                key in (*GROUPS, "tuned")
+                or key.startswith("hydra")
+                or o.is_delete()
+                or o.is_add()
+                or o.is_force_add()
+            ):
+                structural.append(raw)
+            else:
+                plain.append(o)
+        try:
+            base = composed.get(tuple(structural))
+            if base is None:
+                base = composed[tuple(structural)] = _compose(structural)
+            cfg = base.copy()
+            for o in plain:
+                OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+            # Seeds aside, a job checked before needs no second check (resolved: a value may
+            # interpolate ${seed}).
+            resolved = OmegaConf.to_container(cfg, resolve=True)
+            assert isinstance(resolved, dict)
+            fingerprint = repr({k: v for k, v in resolved.items() if k != "seed"})
+            if fingerprint in checked:
+                continue
+            checked.add(fingerprint)
+            preflight(cfg)
+        except DrlError as exc:
+            raise DrlError(f"{which} cannot run, so no job was started: {exc}") from exc
+        except Exception as exc:  # type errors, bad interpolations: as a single run reports them
+            hint = ""
+            if "not in struct" in str(exc):
+                hint = " To add a key the config does not have, write +key=value."
+            raise DrlError(
+                f"{which} cannot run, so no job was started: invalid override: "
+                f"{_exception_text(exc)}{hint}"
+            ) from exc
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -582,10 +712,28 @@ def cmd_train(argv: list[str]) -> int:
         overrides = resume_overrides(overrides)
         argv = [*flags, *overrides]
     informational = any(f in flags for f in ("--cfg", "-c", "--info", "-i", "--hydra-help"))
+    # -cd/-cn/-cp put the user's own primary config in charge, which the checks below (composed
+    # from drlcli's config.yaml) would not see: the job itself still validates what it runs.
+    own_config = any(f in flags for f in _OWN_CONFIG_FLAGS)
     if not informational:
         composed = check_overrides(overrides, multirun)
-        if composed is not None:
-            preflight(composed)
+        if own_config:
+            pass
+        elif composed is not None:
+            from omegaconf.errors import OmegaConfBaseException
+
+            try:
+                preflight(composed)
+            except OmegaConfBaseException as exc:  # a bad interpolation, read only when typed
+                raise DrlError(f"Invalid override: {_exception_text(exc)}") from exc
+        elif multirun:
+            preflight_sweep(overrides)
+        else:
+            raise DrlError(
+                f"{' '.join(o for o in overrides if _is_sweep(o))}: several values for one "
+                "setting. To run one job per value, add -m (drl train -m ...); for a list value "
+                "write key=[a,b]; for a string with a comma, quote it: key='a,b'."
+            )
     if multirun:
         argv = [*argv, *sweep_name_overrides(overrides)]
 

@@ -221,24 +221,35 @@ def test_tensorboard_server_serves_the_runs(multirun):
         proc.wait(timeout=30)
 
 
+# A sweep whose job 0 fails while training (its env returns a NaN reward at step 100, which no
+# check before the run can see) and whose job 1 finishes. Settings no job could run are refused
+# before the sweep starts (test_bad_job_is_refused_before_the_sweep_starts).
+FAILS_IN_JOB_0 = [
+    "env=gym",
+    "env.id=tests.envs_custom:DrlNanAt-v0",
+    "env.num_envs=1",
+    "+env.kwargs.at=100,1000000",
+]
+
+
+def with_tests_importable() -> dict[str, str]:
+    from tests.conftest import REPO
+
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path)
+
+
 def test_failed_job_is_reported_and_the_sweep_goes_on(drl, tmp_path):
     out = run(
-        [
-            drl,
-            "train",
-            "-m",
-            "algo.learning_rate=-1,0.001",
-            *TINY,
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        ],
+        [drl, "train", "-m", *FAILS_IN_JOB_0, *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         tmp_path,
-        None,
+        with_tests_importable(),
     )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "1 of 2 jobs did not finish" in out.stderr
     rows = json.loads((tmp_path / "sweep" / "summary.json").read_text())
     assert [r["status"] for r in rows] == ["failed", "finished"]
-    assert "learning_rate must be > 0" in rows[0]["error"]
+    assert "returned a non-finite reward at env step 100" in rows[0]["error"]
 
 
 def test_on_error_stop_stops_the_sweep(drl, tmp_path):
@@ -247,19 +258,108 @@ def test_on_error_stop_stops_the_sweep(drl, tmp_path):
             drl,
             "train",
             "-m",
-            "algo.learning_rate=-1,0.001",
+            *FAILS_IN_JOB_0,
             "on_error=stop",
             *TINY,
             f"hydra.sweep.dir={tmp_path / 'sweep'}",
         ],
         tmp_path,
-        None,
+        with_tests_importable(),
     )
     assert out.returncode == 2
     started = list((tmp_path / "sweep").glob("*/.hydra"))
     assert len(started) == 1, "the second job must not start after the first failed"
     result = json.loads((started[0].parent / "result.json").read_text())
     assert result["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        # Found by hand: job 0 trained, then job 1 failed on the combination.
+        (
+            ["algo=ppo,a3c", "hardware.compile=default"],
+            r"Sweep job 1 of 2 \(algo=a3c\) cannot run, so no job was started: .*a3c has no "
+            r"compiled learner",
+        ),
+        (
+            ["algo=dqn", "env=cartpole,pendulum"],
+            r"Sweep job 1 of 2 \(env=pendulum\) .*dqn cannot act in the action space Box",
+        ),
+        (
+            ["algo.learning_rate=1e-3,-1", "seed=1,2"],
+            r"Sweep job 2 of 4 \(algo.learning_rate=-1 seed=1\) .*learning_rate must be > 0",
+        ),
+        (
+            ["algo.num_steps=64,abc"],
+            r"Sweep job 1 of 2 \(algo.num_steps=abc\) .*invalid override: Value 'abc'",
+        ),
+        (["algo=glob(zzz*)"], r"algo=glob\(zzz\*\) matches no algo option. Valid choices"),
+        (["seed=glob(1*)"], r"glob\(\) sweeps config group options"),
+        (["algo.learning_rate=interval(0.1,0.2)"], r"interval\(\) is for search sweepers"),
+        # Hydra keeps a repeated key at its first position with its last values.
+        (
+            ["env=pendulum", "algo=ppo,dqn", "env=cartpole,pendulum"],
+            r"Sweep job 3 of 4 \(env=pendulum algo=dqn\) .*dqn cannot act",
+        ),
+        (["algo.learning_rate=0.001,${nope}"], r"Sweep job 1 of 2 .*Interpolation key 'nope'"),
+        (["env=cartpole", "env.kwargs.x=1,2"], r"not in struct.* write \+key=value"),
+    ],
+)
+def test_bad_job_is_refused_before_the_sweep_starts(overrides, message, tmp_path):
+    """Every job of a grid sweep is checked (preflight) before the sweep directory exists."""
+    from drlcli.cli import main, preflight_sweep
+    from drlcli.errors import DrlError
+
+    with pytest.raises(DrlError, match=message):
+        preflight_sweep(overrides)
+    sweep_dir = tmp_path / "sweep"
+    assert main(["train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]) == 2
+    assert not sweep_dir.exists()
+
+
+def test_sweep_jobs_expand_like_hydra(monkeypatch):
+    """The jobs preflight checks are Hydra's: the cartesian product in order, globs over group
+    options, range(); under another sweeper nothing is expanded.
+    Jobs that differ only in their seed are checked once."""
+    from drlcli import cli
+
+    assert cli.sweep_jobs(["algo=ppo,a2c", "seed=range(1,3)", "env=cartpole"]) == [
+        ["algo=ppo", "seed=1", "env=cartpole"],
+        ["algo=ppo", "seed=2", "env=cartpole"],
+        ["algo=a2c", "seed=1", "env=cartpole"],
+        ["algo=a2c", "seed=2", "env=cartpole"],
+    ]
+    assert cli.sweep_jobs(["algo=glob(ppo_*,exclude=ppo_kl)"]) == [
+        ["algo=ppo_gru"],
+        ["algo=ppo_lstm"],
+    ]
+    assert cli.sweep_jobs(["hydra/sweeper=other", "seed=1,2"]) is None
+    checked = []
+    monkeypatch.setattr(cli, "preflight", lambda cfg: checked.append(cfg))
+    cli.preflight_sweep(["seed=1,2,3", "algo.learning_rate=1e-3,3e-4"])
+    assert len(checked) == 2
+    checked.clear()  # a value that interpolates the seed differs per seed: each job is checked
+    cli.preflight_sweep(["seed=1,2,3", "+env.kwargs.size=${seed}"])
+    assert len(checked) == 3
+
+
+def test_sweep_check_keeps_what_hydra_accepts(drl, tmp_path):
+    """`++key=value` (add or override) in a sweep runs as before; several values without -m get
+    one paragraph that says to add it; a bad interpolation in a single run too."""
+    sweep = tmp_path / "sweep"
+    tiny = ["total_timesteps=256", "algo.num_steps=64", "eval.episodes=1", "log.progress=none"]
+    argv = ["-m", "++env.kwargs.sutton_barto_reward=true", "env=cartpole", "seed=1,2", *tiny]
+    out = run([drl, "train", *argv, f"hydra.sweep.dir={sweep}"], tmp_path, None)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(list(sweep.glob("*/result.json"))) == 2
+    for argv, message in [
+        (["algo=sac,ppo"], "drl: error: algo=sac,ppo: several values for one setting. To run "),
+        (["algo.learning_rate=${nope}"], "drl: error: Invalid override: Interpolation key 'nope'"),
+    ]:
+        out = run([drl, "train", *argv, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, None)
+        assert out.returncode == 2 and out.stderr.startswith(message), out.stderr
+        assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()
 
 
 def test_eval_reproduces_the_final_training_evaluation(drl, tmp_path):

@@ -15,6 +15,7 @@ drlcli's v3 (the same task; v2 is gone from gymnasium 1.x).
     python benchmarks/results_table.py dqn_acrobot      # one row
     python benchmarks/results_table.py --table          # only print the table from what ran
     python benchmarks/results_table.py --scale 0.2      # 20% of each budget (a smoke check)
+    python benchmarks/results_table.py td3_lunarlander_continuous --steps 100000  # a set budget
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ ROWS = [
     Row("trpo", "lunarlander_continuous", 200_000, (262.4, 21.4)),
     # No tuned set: SAC's defaults (SB3's) as any user gets them. On 2 cores: --scale 0.2.
     Row("sac", "lunarlander_continuous", 500_000, (260.4, 65.5)),
+    # The Zoo's TD3 and DDPG sets (400x300, one env). On 2 cores: --steps 100000.
+    Row("td3", "lunarlander_continuous", 300_000, (207.5, 67.6)),
+    Row("ddpg", "lunarlander_continuous", 300_000, (230.2, 92.4)),
 ]
 BY_NAME = {r.name: r for r in ROWS}
 
@@ -180,6 +184,7 @@ def main() -> None:
     )
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--scale", type=float, default=1.0, help="fraction of each budget to run")
+    p.add_argument("--steps", type=int, help="run this many env steps per row instead")
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "results")
     p.add_argument("--table", action="store_true", help="only print the table")
     args = p.parse_args()
@@ -189,7 +194,7 @@ def main() -> None:
     rows = [BY_NAME[n] for n in args.rows] if args.rows else ROWS
     if not args.table:
         jobs = [
-            (row, seed, max(int(row.budget * args.scale), 1000))
+            (row, seed, args.steps or max(int(row.budget * args.scale), 1000))
             for row in rows
             for seed in (args.only_seeds or range(1, args.seeds + 1))
         ]

@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 
 def ours(task: str, steps: int, every: int, seed: int) -> dict:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -137,6 +139,31 @@ def sb3(task: str, steps: int, every: int, seed: int) -> dict:
         env = make_vec_env("LunarLander-v3", n_envs=1, seed=seed, env_kwargs=kw)
         eval_env = make_vec_env("LunarLander-v3", n_envs=1, seed=seed + 10_000, env_kwargs=kw)
         model = SAC("MlpPolicy", env, seed=seed, device="cpu")
+        freq = every
+    elif task == "td3-lunarlander_continuous":  # the Zoo's set (tuned/td3_lunarlander_continuous)
+        from stable_baselines3 import TD3
+        from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        kw = {"continuous": True}
+        env = make_vec_env("LunarLander-v3", n_envs=1, seed=seed, env_kwargs=kw)
+        eval_env = make_vec_env("LunarLander-v3", n_envs=1, seed=seed + 10_000, env_kwargs=kw)
+        model = TD3(
+            "MlpPolicy",
+            env,
+            gamma=0.98,
+            buffer_size=200_000,
+            learning_starts=10_000,
+            action_noise=NormalActionNoise(np.zeros(2), 0.1 * np.ones(2)),
+            # The Zoo trains at episode ends, as many gradient steps as env steps since the
+            # last; drlcli's set steps once per env step: the same replay ratio.
+            train_freq=(1, "episode"),
+            gradient_steps=-1,
+            learning_rate=1e-3,
+            policy_kwargs={"net_arch": [400, 300]},
+            seed=seed,
+            device="cpu",
+        )
         freq = every
     elif task.startswith("sac"):
         from stable_baselines3 import SAC
@@ -282,6 +309,7 @@ def main() -> None:
             "a2c-lunarlander",
             "trpo-lunarlander_continuous",
             "sac-lunarlander_continuous",
+            "td3-lunarlander_continuous",
         ],
     )
     parser.add_argument("--steps", type=int, default=50_000)

@@ -351,7 +351,7 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
         if key in CHOICES:
             choices = CHOICES[key]
             sweep = o.is_sweep_override()
-            for v in o.sweep_string_iterator() if sweep else [o.get_value_element_as_str()]:
+            for v in _sweep_values(o) if sweep else [o.get_value_element_as_str()]:
                 if v not in choices:
                     raise DrlError(
                         f"Unknown {key} '{v}'.{did_you_mean(v, choices)} Valid choices: "
@@ -444,25 +444,29 @@ def sweep_jobs(overrides: list[str]) -> list[list[str]] | None:
     ``key=a,b`` / ``choice()`` / ``range()`` value and of ``glob()`` over a group's options), in
     order; None under another sweeper, whose jobs cannot be known here. Raises DrlError for a
     glob that matches nothing and for interval(), which only a search sweeper samples."""
-    import itertools
-
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    # Hydra's basic sweeper keys the axes by override key: a key given twice keeps its first
-    # position and its last value(s).
-    axes: dict[str, list[str]] = {}
-    for raw, o in zip(overrides, parsed, strict=True):
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    for o in parsed:
         if o.key_or_group == "hydra/sweeper" and o.get_value_element_as_str() != "basic":
             return None
         if o.key_or_group.startswith("hydra.sweeper"):
             return None
-        key = o.get_key_element()
-        if not o.is_sweep_override():
-            axes[key] = [raw]
-            continue
-        axes[key] = [f"{key}={v}" for v in _sweep_values(o)]
-    return [list(job) for job in itertools.product(*axes.values())]
+        if o.value_type == ValueType.INTERVAL_SWEEP:
+            _sweep_values(o)  # raises: only a search sweeper samples an interval
+    # A glob needs Hydra's config loader to list a group's options: spelled out as a choice.
+    spelled = [
+        f"{o.get_key_element()}={','.join(_sweep_values(o))}"
+        if o.value_type == ValueType.GLOB_CHOICE_SWEEP
+        else raw
+        for raw, o in zip(overrides, parsed, strict=True)
+    ]
+    # Hydra's own expansion: the product in its order, a repeated key merged as it merges it.
+    (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(spelled), None)
+    return [list(job) for job in jobs]
 
 
 def preflight_sweep(overrides: list[str]) -> None:
@@ -718,7 +722,7 @@ def cmd_train(argv: list[str]) -> int:
     if not informational:
         composed = check_overrides(overrides, multirun)
         if own_config:
-            pass
+            composed = None  # checked by the job itself
         elif composed is not None:
             from omegaconf.errors import OmegaConfBaseException
 

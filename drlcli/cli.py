@@ -701,6 +701,27 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     return [*merged.values(), f"hydra.run.dir='{quoted}'", f"resume='{quoted}'"]
 
 
+def refuse_swept_resume(overrides: list[str]) -> None:
+    """Raises DrlError for ``drl train -m resume=RUN_DIR ...``: resuming a run directory writes
+    into that directory, while every job of a sweep writes into its own, so each job would start
+    a fresh run that then fails (found by hand: the sweep directory was created and every job
+    failed). ``resume=auto`` (a requeued cluster job resumes what its own directory holds) and
+    ``resume=null`` stay valid in sweeps."""
+    for o in overrides:
+        if _override_key(o) != "resume":
+            continue
+        value = o.split("=", 1)[1].strip("'\"")
+        if value in ("auto", "null", ""):
+            continue
+        raise DrlError(
+            f"{o}: resume=RUN_DIR continues one run in its own directory and cannot be part of "
+            "a sweep (-m), whose jobs each write into a new directory. Resume each run on its "
+            "own, e.g. `for d in outputs/multirun/<date>/<time>/*/; do drl train resume=$d "
+            "total_timesteps=N; done`, or use resume=auto in a sweep whose jobs are requeued "
+            "into their own directories (SLURM)."
+        )
+
+
 def cmd_train(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         groups = "\n".join(f"  {g:<9} {', '.join(group_options(g))}" for g in GROUPS)
@@ -712,6 +733,8 @@ def cmd_train(argv: list[str]) -> int:
     ):
         return hydra_shell_completion(overrides)
     multirun = "-m" in flags or "--multirun" in flags
+    if multirun:
+        refuse_swept_resume(overrides)
     if any(_override_key(o) == "resume" for o in overrides) and not multirun:
         overrides = resume_overrides(overrides)
         argv = [*flags, *overrides]

@@ -318,6 +318,25 @@ def test_bad_job_is_refused_before_the_sweep_starts(overrides, message, tmp_path
     assert not sweep_dir.exists()
 
 
+def test_resume_of_one_run_is_refused_in_a_sweep(tmp_path, capsys):
+    """`drl train -m resume=RUN_DIR seed=1,2` created the sweep directory and then failed every
+    job; it is refused first, while resume=auto (requeued cluster jobs) stays valid."""
+    from drlcli.cli import main, refuse_swept_resume
+    from drlcli.errors import DrlError
+
+    sweep_dir = tmp_path / "sweep"
+    run_dir = tmp_path / "some_run"
+    argv = ["train", "-m", f"resume={run_dir}", "seed=1,2", f"hydra.sweep.dir={sweep_dir}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot be part of a sweep (-m)" in err and "resume=auto" in err, err
+    assert not sweep_dir.exists()
+    for ok in (["resume=auto", "seed=1,2"], ["resume=null"], ["seed=1,2"]):
+        refuse_swept_resume(ok)
+    with pytest.raises(DrlError, match="resume=RUN_DIR continues one run"):
+        refuse_swept_resume(["seed=1,2", f"resume='{run_dir}'"])
+
+
 def test_sweep_jobs_expand_like_hydra(monkeypatch):
     """The jobs preflight checks are Hydra's: the cartesian product in order, globs over group
     options, range(); under another sweeper nothing is expanded.

@@ -97,6 +97,18 @@ FAMILIES = {
             ),
         },
     ),
+    "trpo": Family(
+        "trpo",
+        CLASSIC_DISCRETE + CLASSIC_CONTINUOUS,
+        200_000,
+        {
+            # The defaults: 1024 steps per env per rollout, 10 conjugate-gradient iterations.
+            "current": (),
+            # sb3-contrib's TRPO defaults where they differ (everything else is equal: KL radius
+            # 0.01, damping 0.1, line search 0.8 x 10, critic Adam 1e-3 x 10 epochs of 128).
+            "sb3_contrib": ("algo.num_steps=2048", "algo.cg_iters=15"),
+        },
+    ),
     # Off-policy, continuous control (Pendulum, MountainCarContinuous, LunarLanderContinuous) at
     # 50k steps: a fifth to a tenth of the Zoo's budgets outside Pendulum, what 2 cores afford
     # (~5 min per SAC run at one thread).

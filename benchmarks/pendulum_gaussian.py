@@ -2,9 +2,10 @@
 tuned sets) beside sb3-contrib TRPO with the same settings, in one run.
 
 The settings are RL Baselines3 Zoo's sb3-contrib TRPO Pendulum-v1 set without gSDE (neither side
-uses it): 2 envs x 1024 steps, gamma 0.9, GAE lambda 0.95, KL radius 0.01, 15 CG iterations,
-damping 0.1, line search 0.8 x 10, critic 15 epochs of minibatch-128 Adam at lr 1e-3, 64x64 tanh
-actor and critic, log std 0 at the start. drlcli PPO-KL uses its tuned set (conf/tuned/
+uses it; drlcli's tuned set has it since issue #21, switched off here with algo.use_sde=false):
+2 envs x 1024 steps, gamma 0.9, GAE lambda 0.95, KL radius 0.01, 15 CG iterations, damping 0.1,
+line search 0.8 x 10, critic 15 epochs of minibatch-128 Adam at lr 1e-3, 64x64 tanh actor and
+critic, log std 0 at the start. drlcli PPO-KL uses its tuned set (conf/tuned/
 ppo_kl_pendulum.yaml: the Zoo PPO Pendulum set with the paper's adaptive KL penalty).
 The final return is 10 deterministic episodes on a fresh env. Two runs at a time, one thread
 each; prints each run and then the per-method median and range.
@@ -39,6 +40,7 @@ def run(method: str, seed: int, steps: int) -> dict:
                 [
                     f"algo={algo}",
                     "env=pendulum",
+                    "algo.use_sde=false",  # the Gaussian trust region itself (issue #14)
                     f"seed={seed}",
                     f"total_timesteps={steps}",
                     "hardware.torch_threads=1",

@@ -66,6 +66,7 @@ ROWS = [
     Row("ddpg", "pendulum", 20_000, (-152.1, 94.3)),
     Row("trpo", "pendulum", 100_000, (-174.6, 127.6)),
     Row("sac", "mountaincar_continuous", 50_000, (94.7, 1.1)),
+    Row("trpo", "mountaincar_continuous", 50_000, (92.5, 0.4)),
     Row("trpo", "lunarlander_continuous", 200_000, (262.4, 21.4)),
     # No tuned set: SAC's defaults (SB3's) as any user gets them. On 2 cores: --scale 0.2.
     Row("sac", "lunarlander_continuous", 500_000, (260.4, 65.5)),

@@ -103,8 +103,8 @@ class OnPolicyConfig:
     ortho_init: bool = True  # orthogonal init with gains sqrt(2), 0.01 (policy), 1 (value)
     log_std_init: float = 0.0  # initial log std of the Gaussian policy (gSDE: per feature)
     adam_eps: float = 1e-5
-    # Generalized state-dependent exploration (Raffin et al. 2022), ppo and a2c only: noise =
-    # latent features @ an exploration matrix per env, drawn from a learned per-feature std.
+    # Generalized state-dependent exploration (Raffin et al. 2022), ppo, a2c and trpo/npg only:
+    # noise = latent features @ an exploration matrix per env, drawn from a learned std.
     use_sde: bool = False
     sde_sample_freq: int = -1  # -1: new matrices at each rollout start only; n: also every n steps
     full_std: bool = True  # gSDE: one std per (feature, action) pair, else one per feature
@@ -218,6 +218,9 @@ class TRPOConfig(OnPolicyConfig):
     line search. ``line_search=false`` is the natural policy gradient (Kakade 2001) step."""
 
     name: str = "trpo"
+    # Defaults for envs without a tuned set, kept by measurement (issue #21,
+    # benchmarks/defaults_study.py trpo: 7 classic-control and Box2D envs, 3 seeds, 200k steps):
+    # 0.85 of "solved" on average against 0.67 for sb3-contrib's 2048 steps and 15 CG iterations.
     num_steps: int = 1024
     max_kl: float = 0.01  # KL radius delta
     cg_iters: int = 10

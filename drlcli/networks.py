@@ -659,7 +659,7 @@ class GaussianHead:
 
 # --- generalized state-dependent exploration (gSDE) -----------------------------------------
 #: Algorithms whose policies implement gSDE (``algo.use_sde``).
-SDE_ALGOS = ("sac", "ppo", "a2c")
+SDE_ALGOS = ("sac", "ppo", "a2c", "trpo")
 _SDE_EPS = 1e-6  # added to the state-dependent variance, as in Stable-Baselines3
 
 
@@ -667,9 +667,10 @@ def sde_problems(cfg: Any) -> list[str]:
     """Problems with a config's gSDE settings (``use_sde``, ``sde_sample_freq``), as phrases
     for the caller's one-paragraph error. Empty for a config without gSDE fields or with
     ``use_sde=false``. gSDE needs a stochastic Gaussian actor fed by a feed-forward network:
-    SAC, PPO (not its recurrent variant) and A2C. TD3 and DDPG explore with action noise around
-    a deterministic actor and have no learned std to make state-dependent (Stable-Baselines3
-    does not offer gSDE for them either); DQN's actions are discrete. Raises nothing.
+    SAC, PPO (not its recurrent variant), A2C and TRPO / NPG (``name`` trpo). TD3 and DDPG
+    explore with action noise around a deterministic actor and have no learned std to make
+    state-dependent (Stable-Baselines3 does not offer gSDE for them either); DQN's actions are
+    discrete. Raises nothing.
     """
     if not getattr(cfg, "use_sde", False):
         return []
@@ -680,7 +681,7 @@ def sde_problems(cfg: Any) -> list[str]:
         what = f"algo={name}{recurrent}"
         problems.append(
             f"algo.use_sde=true (generalized state-dependent exploration) is not available for "
-            f"{what}: drlcli's gSDE covers only {', '.join(SDE_ALGOS)} (feed-forward Gaussian "
+            f"{what}: drlcli's gSDE covers only sac, ppo, a2c, trpo and npg (feed-forward Gaussian "
             "policies, whose noise it makes a function of the state); TD3 and DDPG explore with "
             "action noise around a deterministic actor (use algo.action_noise), DQN with "
             "epsilon-greedy"
@@ -961,7 +962,8 @@ class ActorCritic(nn.Module):
     (the same function as the stacked net, evaluated unbatched); shared / image torsos hand
     their features over as they are. Distribution params are then (mean, log_std (B, d),
     latent (B, F)) for SDEGaussianHead; ``num_envs`` sizes the per-env exploration matrices.
-    Raises DrlError for gSDE with discrete actions or the ``separate`` layout.
+    Raises DrlError for gSDE with discrete actions. (With gSDE a ``separate`` layout is built as
+    ``sde`` too: its actor and critic are separate networks already.)
     """
 
     def __init__(
@@ -985,11 +987,6 @@ class ActorCritic(nn.Module):
         self.continuous = isinstance(self.head, GaussianHead)
         self.use_sde = use_sde
         check_sde_action_space(self, action_space)
-        if use_sde and layout == "separate" and not (shared or is_image(observation_space)):
-            raise DrlError(
-                "algo.use_sde=true (gSDE) is implemented for the stacked and shared network "
-                "layouts (ppo, a2c, sac), not the separate one this algorithm uses."
-            )
         out = self.head.param_dim
         self.out_dim = out
         # Images: a whole-image Box, or images inside a Dict / Tuple (drlcli.spaces.EncodedBox).
@@ -1015,12 +1012,14 @@ class ActorCritic(nn.Module):
             last = self.torso.out_features
             self.actor_out = layer_init(nn.Linear(last, out), 0.01, ortho_init)
             self.critic_out = layer_init(nn.Linear(last, 1), 1.0, ortho_init)
-        elif self.layout == "separate":
+        elif self.layout == "separate" and not use_sde:
             in_dim = obs_dim(observation_space)
             self.actor = mlp(in_dim, hidden_sizes, out, activation, 0.01, ortho_init)
             self.critic = mlp(in_dim, hidden_sizes, 1, activation, 1.0, ortho_init)
-        elif self.layout == "stacked" and use_sde:
-            # gSDE needs the actor's last hidden layer: an unstacked actor torso + mean head.
+        elif self.layout in ("stacked", "separate") and use_sde:
+            # gSDE needs the actor's last hidden layer: an unstacked actor torso + mean head,
+            # and a critic of its own (so "separate" already: TRPO's natural step moves
+            # actor_parameters() alone).
             self.layout = "sde"
             in_dim = obs_dim(observation_space)
             self.actor_torso = mlp(in_dim, hidden_sizes, None, activation, ortho=ortho_init)
@@ -1045,14 +1044,21 @@ class ActorCritic(nn.Module):
             self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
 
     def actor_parameters(self) -> list[nn.Parameter]:
-        """The policy's own parameters (``separate`` layout): actor MLP and log std."""
+        """The policy's own parameters (``separate`` layout): actor MLP and log std; with gSDE
+        (layout ``sde``) the actor torso, the mean head and gSDE's log std (F, d) or (F, 1)."""
+        if self.layout == "sde":
+            return [
+                *self.actor_torso.parameters(),
+                *self.actor_out.parameters(),
+                *self.sde.parameters(),
+            ]
         if self.layout != "separate":
             raise DrlError("actor_parameters() needs the 'separate' network layout.")
         extra = [self.log_std] if self.continuous else []
         return [*self.actor.parameters(), *extra]
 
     def critic_parameters(self) -> list[nn.Parameter]:
-        if self.layout != "separate":
+        if self.layout not in ("separate", "sde"):
             raise DrlError("critic_parameters() needs the 'separate' network layout.")
         return list(self.critic.parameters())
 

@@ -139,13 +139,14 @@ BAD_INPUTS = [
     # gSDE (issue #21): SAC, PPO and A2C only, continuous actions, a valid resampling period.
     (
         ["algo=td3", "env=pendulum", "algo.use_sde=true"],
-        r"use_sde=true .*not available for algo=td3: .*only sac, ppo, a2c .*action_noise",
+        r"use_sde=true .*not available for algo=td3: .*only sac, ppo, a2c, trpo and npg "
+        r".*action_noise",
     ),
     (
         ["algo=ddpg", "env=pendulum", "algo.use_sde=true"],
         r"use_sde=true .*not available for algo=ddpg",
     ),
-    (["algo=trpo", "env=pendulum", "algo.use_sde=true"], r"not available for algo=trpo"),
+    (["algo=reinforce", "env=pendulum", "algo.use_sde=true"], r"not available for algo=reinforce"),
     (
         ["algo=ppo_lstm", "env=pendulum", "algo.use_sde=true"],
         r"not available for algo=ppo with a recurrent policy",

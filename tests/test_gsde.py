@@ -216,7 +216,6 @@ UNSUPPORTED = [
     TD3Config(use_sde=True),
     TD3Config(name="ddpg", use_sde=True),
     DQNConfig(use_sde=True),
-    TRPOConfig(use_sde=True),
     A3CConfig(use_sde=True),
     ACConfig(use_sde=True),
     ReinforceConfig(use_sde=True),
@@ -226,12 +225,15 @@ UNSUPPORTED = [
 
 @pytest.mark.parametrize("cfg", UNSUPPORTED, ids=lambda c: f"{c.name}-{id(c) % 97}")
 def test_use_sde_is_refused_where_it_does_not_apply(cfg):
-    with pytest.raises(DrlError, match=r"use_sde=true .*not available for .*only sac, ppo, a2c"):
+    with pytest.raises(
+        DrlError, match=r"use_sde=true .*not available for .*only sac, ppo, a2c, trpo and npg"
+    ):
         registry.validate(cfg, 1, EnvConfig(id="Pendulum-v1"))
 
 
 def test_supported_configs_pass_and_bad_periods_do_not():
-    for cfg in (SACConfig(use_sde=True), PPOConfig(use_sde=True), A2CConfig(use_sde=True)):
+    supported = (SACConfig, PPOConfig, A2CConfig, TRPOConfig)
+    for cfg in (c(use_sde=True) for c in supported):
         assert sde_problems(cfg) == []
         cfg.sde_sample_freq = -2
         assert any("sde_sample_freq must be -1" in p for p in sde_problems(cfg))

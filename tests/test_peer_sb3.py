@@ -1028,6 +1028,74 @@ def test_trpo_step_matches_sb3_contrib_and_respects_the_kl_radius(action_space, 
         close(p, sb3_params[name], rtol=1e-3, atol=2e-5)
 
 
+def test_trpo_gsde_step_matches_sb3_contrib(monkeypatch):
+    """TRPO with gSDE (the RL Zoo's Pendulum and MountainCarContinuous sets use it) against
+    sb3-contrib's TRPO with use_sde, one update each on the same rollout and weights: the natural
+    step moves the actor torso, the mean head and gSDE's log std (F, d) as sb3-contrib's does,
+    within the KL radius, and leaves the critic to its regression. 1-D actions, where
+    sb3-contrib's KL (averaged over action dimensions) is drlcli's."""
+    t, n, max_kl, h = 32, 2, 0.01, 8
+    size = t * n
+    space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    torch.manual_seed(0)
+    model = sb3_trpo(
+        space,
+        size,
+        target_kl=max_kl,
+        cg_max_steps=30,
+        cg_damping=0.1,
+        line_search_shrinking_factor=0.8,
+        line_search_max_iter=10,
+        n_critic_updates=1,
+        use_sde=True,
+    )
+    perturb(model.policy, 0.3, seed=21)
+    cfg = TRPOConfig(
+        num_steps=t,
+        hidden_sizes=[h],
+        max_kl=max_kl,
+        cg_iters=30,
+        cg_damping=0.1,
+        backtrack_coef=0.8,
+        backtrack_iters=10,
+        critic_epochs=1,
+        critic_minibatch_size=size,
+        anneal_lr=False,
+        use_sde=True,
+    )
+    algo = TRPO(cfg, EnvInfo(OBS, space, n), CPU)
+    pol, sb3 = algo.policy, model.policy
+    assert pol.layout == "sde"
+    ext = sb3.mlp_extractor
+    copy_mlp(pol.actor_torso, linears(ext.policy_net))
+    copy_mlp(pol.critic, [*linears(ext.value_net), sb3.value_net])
+    with torch.no_grad():
+        pol.actor_out.weight.copy_(sb3.action_net.weight)
+        pol.actor_out.bias.copy_(sb3.action_net.bias)
+        pol.sde.log_std.copy_(sb3.log_std)
+    data = rollout_data(pol, size, space, seed=22, logp_noise=0.0)
+    fill(algo, data, monkeypatch)
+    fill_sb3(model, data)
+    before = copy.deepcopy(pol)
+
+    torch.manual_seed(23)
+    model.train()
+    out = algo.update(0.0)
+
+    with torch.no_grad():
+        true_kl = float(pol.head.kl(before.dist(data["obs"]), pol.dist(data["obs"])).mean())
+    assert out["charts/step_accepted"] == 1.0 and logged(model, "train/is_line_search_success")
+    close(out["losses/kl"], true_kl, rtol=1e-5)
+    assert 0.0 < true_kl <= max_kl * (1 + 1e-5)
+    assert not torch.equal(pol.sde.log_std, before.sde.log_std)
+    theirs = [*linears(ext.policy_net), sb3.action_net]
+    ours = [*pol.actor_torso._linears, pol.actor_out]
+    for mine, their in zip(ours, theirs):
+        close(mine.weight, their.weight, rtol=1e-3, atol=2e-5)
+        close(mine.bias, their.bias, rtol=1e-3, atol=2e-5)
+    close(pol.sde.log_std, sb3.log_std, rtol=1e-3, atol=2e-5)
+
+
 # --- PPO-KL: the reported KL is the true one -------------------------------------------------
 @pytest.mark.parametrize("variant", ["categorical", "gaussian", "gaussian_gru"])
 def test_ppo_kl_reports_the_true_kl_to_a_copy_of_the_pre_update_policy(variant, monkeypatch):

@@ -333,8 +333,11 @@ def check_overrides(overrides: list[str], multirun: bool) -> Any:
             options = group_options(key)
             for v in values if values is not None else [o.get_value_element_as_str()]:
                 if v not in options:
+                    off = ""
+                    if key == "tuned":  # tuned=null / none: the way to switch sets off
+                        off = " To train without a tuned set, write ~tuned (drl train ~tuned ...)."
                     raise DrlError(
-                        f"Unknown {key} '{v}'.{did_you_mean(v, options)} Valid choices for "
+                        f"Unknown {key} '{v}'.{did_you_mean(v, options)}{off} Valid choices for "
                         f"{key}: {', '.join(options)}. `drl list` describes each."
                     )
             first_choice.append(f"{key}={values[0] if values else o.get_value_element_as_str()}")
@@ -742,6 +745,10 @@ def cmd_train(argv: list[str]) -> int:
     # -cd/-cn/-cp put the user's own primary config in charge, which the checks below (composed
     # from drlcli's config.yaml) would not see: the job itself still validates what it runs.
     own_config = any(f in flags for f in _OWN_CONFIG_FLAGS)
+    if informational and not own_config:
+        # --cfg / --info print the composed config: the overrides still get their one-paragraph
+        # errors (tuned=null gave Hydra's traceback), not the run's semantic checks.
+        check_overrides(overrides, multirun)
     if not informational:
         composed = check_overrides(overrides, multirun)
         if own_config:

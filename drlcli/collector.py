@@ -119,7 +119,27 @@ def evaluate(
     start (``reset_predict_state``) and end (``episodes_ended``). An episode still running after
     ``max_episode_steps`` steps is cut there (its return so far counts) and ``warn`` says so: an
     env without a time limit may never end one. Raises ``interrupts.Interrupted`` when a stop
-    request (SIGINT / SIGTERM) outlasts its grace period."""
+    request (SIGINT / SIGTERM) outlasts its grace period.
+
+    Stochastic actions (``deterministic=False``, gSDE's fresh matrices) are drawn from a torch
+    RNG forked and seeded with ``seed``: an evaluation never moves the training's random
+    stream, so a run with periodic stochastic evaluations trains exactly as one without
+    (found by a break pass: the step-8192 weights differed)."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return _evaluate(algo, env, episodes, deterministic, seed, max_episode_steps, warn)
+
+
+def _evaluate(
+    algo: Algorithm,
+    env: VecEnv,
+    episodes: int,
+    deterministic: bool,
+    seed: int,
+    max_episode_steps: int | None,
+    warn: Callable[[str], None] | None,
+) -> list[float]:
     returns: list[float] = []
     cut = 0
     pass_idx = 0

@@ -681,7 +681,8 @@ def sde_problems(cfg: Any) -> list[str]:
         what = f"algo={name}{recurrent}"
         problems.append(
             f"algo.use_sde=true (generalized state-dependent exploration) is not available for "
-            f"{what}: drlcli's gSDE covers only sac, ppo, a2c, trpo and npg (feed-forward Gaussian "
+            f"{what}: drlcli's gSDE covers only sac, ppo (and ppo_kl), a2c, trpo and npg "
+            "(feed-forward Gaussian "
             "policies, whose noise it makes a function of the state); TD3 and DDPG explore with "
             "action noise around a deterministic actor (use algo.action_noise), DQN with "
             "epsilon-greedy"
@@ -703,8 +704,8 @@ def check_sde_action_space(cfg: Any, action_space: gym.Space) -> None:
     ):
         raise DrlError(
             f"algo.use_sde=true (gSDE) draws continuous exploration noise, but this env's action "
-            f"space is {action_space}; set algo.use_sde=false (discrete policies explore by "
-            "sampling their categorical distribution)."
+            f"space is {action_space}, which has no continuous actions to add it to; set "
+            "algo.use_sde=false."
         )
 
 

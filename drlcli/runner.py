@@ -442,9 +442,12 @@ def _continue_schedules(
 
 
 def _payload(
-    cfg: TrainConfig, algo: Algorithm, env: VecEnv, schedule: dict[str, float]
+    cfg: TrainConfig, algo: Algorithm, env: VecEnv, schedule: dict[str, float], episodes: int
 ) -> dict[str, Any]:
     return {
+        # Training episodes finished so far, so a resumed run's summary counts the whole run
+        # (it counted only the episodes since the resume).
+        "episodes": episodes,
         "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
         "algo_name": cfg.algo.name,
         "algo": algo.state_dict(),
@@ -554,6 +557,8 @@ class TrainingRun:
                 else (0 if any(run_dir.glob("events.out.tfevents.*")) else None)
             ),
         )
+        if resume_state:  # checkpoints before the count was saved start it at 0
+            self.logger.episodes = int(resume_state.get("episodes", 0))
         inf = math.inf
         self.schedule: dict[str, float] = {
             "next_eval": cfg.eval.every if cfg.eval.every > 0 else inf,
@@ -712,10 +717,21 @@ class TrainingRun:
     def diverged(self, step: int, what: str) -> DrlError:
         last = ckpt.list_checkpoints(self.ckpt_dir)
         kept = f" The last good checkpoint is {last[-1][1]}." if last else ""
+        if hasattr(self.cfg.algo, "max_kl"):
+            # TRPO / NPG move the actor by a KL-sized natural step; the learning rate and the
+            # gradient clip are only the critic's there.
+            hint = (
+                "Try a smaller algo.max_kl (the actor's natural-gradient step), a lower "
+                "algo.learning_rate (the critic's), or observation/reward normalization."
+            )
+        else:
+            hint = (
+                "Try a lower algo.learning_rate, a smaller algo.max_grad_norm, or "
+                "observation/reward normalization."
+            )
         return DrlError(
             f"Training diverged at env step {step}: {what} is not finite. Stopped without "
-            f"saving the bad state.{kept} Try a lower algo.learning_rate, a smaller "
-            "algo.max_grad_norm, or observation/reward normalization."
+            f"saving the bad state.{kept} {hint}"
         )
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -776,7 +792,7 @@ class TrainingRun:
         ckpt.save_checkpoint(
             self.ckpt_dir,
             step,
-            _payload(self.cfg, self.algo, self.env, self.schedule),
+            _payload(self.cfg, self.algo, self.env, self.schedule, self.logger.episodes),
             self.cfg.checkpoint.keep_last,
             self.env.snapshot(),
         )

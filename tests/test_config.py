@@ -130,7 +130,7 @@ BAD_INPUTS = [
     (["env=gym"], r"env.id has no value: pass env.id=<value>"),
     (["algo=dqn", "env=pendulum"], r"algo=dqn cannot act in the action space Box"),
     # Checks inside an algorithm's spec run before a run dir exists too (issue #18).
-    (["algo=dqn", "algo.loss=foo"], r"Invalid DQNConfig settings: algo.loss must be huber or mse"),
+    (["algo=dqn", "algo.loss=foo"], r"Invalid DQN settings: algo.loss must be huber or mse"),
     (["algo=sac", "env=pendulum", "algo.ent_coef=abc"], r"ent_coef must be 'auto' or a number"),
     (
         ["algo=td3", "env=pendulum", "algo.action_noise=pink"],
@@ -139,7 +139,8 @@ BAD_INPUTS = [
     # gSDE (issue #21): SAC, PPO and A2C only, continuous actions, a valid resampling period.
     (
         ["algo=td3", "env=pendulum", "algo.use_sde=true"],
-        r"use_sde=true .*not available for algo=td3: .*only sac, ppo, a2c, trpo and npg "
+        r"use_sde=true .*not available for algo=td3: .*only sac, ppo \(and ppo_kl\), a2c, "
+        r"trpo and npg "
         r".*action_noise",
     ),
     (
@@ -159,7 +160,30 @@ BAD_INPUTS = [
         ["algo=sac", "env=pendulum", "algo.use_sde=true", "algo.sde_sample_freq=0"],
         r"algo.sde_sample_freq must be -1 .* or >= 1 .*, got 0",
     ),
+    (
+        ["algo=dqn", "env=cartpole", "algo.use_sde=true"],
+        r"use_sde=true .*(no continuous actions|not available for algo=dqn)",
+    ),
+    # Found by a break pass: refused only while the network was built, after the run
+    # directory existed (and inside a sweep's jobs).
+    (
+        ["algo=npg", "env=pendulum", "algo.shared_network=true"],
+        r"Invalid TRPO / NPG settings: algo.shared_network=true is not available: trpo and npg",
+    ),
+    (["algo=ac", "env=cartpole", "algo.shared_network=true"], r"shared_network=true .*ac gives"),
+    (["algo=reinforce", "algo.shared_network=true"], r"shared_network=true .*reinforce fits"),
+    (["algo=a3c", "algo.shared_network=true"], r"shared_network=true .*a3c's workers"),
+    (["tuned=null"], r"Unknown tuned 'null'\. To train without a tuned set, write ~tuned"),
 ]
+
+
+def test_cfg_job_reports_bad_overrides_in_one_paragraph(capsys):
+    """`drl train tuned=null --cfg job` printed Hydra's traceback (--cfg skipped the checks)."""
+    assert cli.main(["train", "tuned=null", "--cfg", "job"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drl: error: Unknown tuned 'null'") and "Traceback" not in err
+    assert cli.main(["train", "algo=trpo", "env=mountaincar_continuous", "--cfg", "job"]) == 0
+    assert "use_sde: true" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("overrides,message", BAD_INPUTS, ids=[" ".join(b[0]) for b in BAD_INPUTS])

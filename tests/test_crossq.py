@@ -213,7 +213,7 @@ def test_bad_setting_fails_before_anything_is_written(tmp_path, monkeypatch, cap
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "algo=crossq", "env=pendulum", "algo.batch_size=1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("drl: error: Invalid CrossQConfig settings: algo.batch_size must be >= 2")
+    assert err.startswith("drl: error: Invalid CrossQ settings: algo.batch_size must be >= 2")
     assert "batch normalization" in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 

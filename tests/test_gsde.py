@@ -226,7 +226,8 @@ UNSUPPORTED = [
 @pytest.mark.parametrize("cfg", UNSUPPORTED, ids=lambda c: f"{c.name}-{id(c) % 97}")
 def test_use_sde_is_refused_where_it_does_not_apply(cfg):
     with pytest.raises(
-        DrlError, match=r"use_sde=true .*not available for .*only sac, ppo, a2c, trpo and npg"
+        DrlError,
+        match=r"use_sde=true .*not available for .*only sac, ppo \(and ppo_kl\), a2c, trpo and npg",
     ):
         registry.validate(cfg, 1, EnvConfig(id="Pendulum-v1"))
 
@@ -260,3 +261,41 @@ def test_actor_critic_latent_is_the_actor_features_and_only_the_mean_trains_them
     log_std.sum().backward()
     assert pol.sde.log_std.grad is not None and pol.sde.log_std.grad.abs().sum() > 0
     assert all(p.grad is None for p in torso.parameters())
+
+
+@pytest.mark.parametrize("use_sde", [False, True], ids=["gaussian", "gsde"])
+def test_stochastic_evaluations_leave_training_unchanged(tmp_path, use_sde):
+    """Periodic stochastic evaluations (eval.deterministic=false; gSDE draws a fresh matrix per
+    state) draw from a forked, seeded torch RNG: the weights after training equal those of a
+    run that evaluates only at the end (a break pass found them different at step 8192)."""
+    from drlcli import checkpoint as ckpt
+    from drlcli import cli
+    from drlcli.config import to_train_config
+    from drlcli.runner import train
+
+    states = []
+    for name, every in (("evals", 1024), ("none", 0)):
+        cfg = to_train_config(
+            cli._compose(
+                [
+                    "algo=trpo",
+                    "env=pendulum",
+                    f"algo.use_sde={str(use_sde).lower()}",
+                    "algo.num_steps=256",
+                    "env.num_envs=2",
+                    "total_timesteps=3072",
+                    f"eval.every={every}",
+                    "eval.episodes=2",
+                    "eval.deterministic=false",
+                    "eval.max_episode_steps=50",
+                    "checkpoint.every=0",
+                    "log.progress=none",
+                    "log.tensorboard=false",
+                    "hardware.torch_threads=1",
+                ]
+            )
+        )
+        train(cfg, tmp_path / name)
+        states.append(ckpt.latest_loadable(tmp_path / name / "checkpoints")["algo"]["policy"])
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key

@@ -121,6 +121,11 @@ RUNS = {
         ["env=pendulum", "algo.use_sde=true", "algo.sde_sample_freq=8", *COMMON],
         STEPS,
     ),
+    # TRPO's gSDE (the separate layout built as the sde one): its tuned Pendulum set's settings.
+    "trpo_sde": (
+        ["algo=trpo", "env=pendulum", "algo.use_sde=true", "algo.sde_sample_freq=4", *COMMON],
+        STEPS,
+    ),
 }
 
 
@@ -177,6 +182,8 @@ def test_sigterm_then_resume_equals_straight_run(drl, clean_env, tmp_path, algo)
     a, b = final_state(straight), final_state(resumed)
     assert a["step"] == b["step"] >= total
     assert_same_tensors(a["algo"], b["algo"])  # networks, optimizers, replay, RNG
+    # The summary's episode count covers the whole run, not the part since the resume.
+    assert a["episodes"] == b["episodes"] > 0
     # One continuous curve: the same steps and values, no duplicates, nothing missing.
     tags = {
         "ppo": ("charts/learning_rate", "losses/value_loss", "eval/mean_return"),
@@ -265,6 +272,24 @@ def test_nan_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path):
     assert saved == [4096]  # before the NaNs; nothing written after them
     state = ckpt.latest_loadable(tmp_path / "run" / "checkpoints")
     assert all(torch.isfinite(t).all() for t in state["algo"]["policy"].values())
+
+
+def test_divergence_hint_names_the_settings_that_move_the_policy(tmp_path):
+    """TRPO / NPG step the actor by max_kl; their learning rate and gradient clip are only the
+    critic's, so the hint a divergence gives them names max_kl (found by a break pass)."""
+    from types import SimpleNamespace
+
+    from drlcli.config import PPOConfig, TRPOConfig
+    from drlcli.runner import TrainingRun
+
+    for algo, wanted, absent in [
+        (TRPOConfig(), "Try a smaller algo.max_kl (the actor's", "max_grad_norm"),
+        (PPOConfig(), "Try a lower algo.learning_rate, a smaller algo.max_grad_norm", "max_kl"),
+    ]:
+        run = SimpleNamespace(ckpt_dir=tmp_path, cfg=SimpleNamespace(algo=algo))
+        msg = str(TrainingRun.diverged(run, 100, "parameter actor.0.weight"))  # type: ignore[arg-type]
+        assert msg.startswith("Training diverged at env step 100: parameter actor.0.weight")
+        assert wanted in msg and absent not in msg, msg
 
 
 def test_resume_bad_inputs(tmp_path, monkeypatch, capsys):

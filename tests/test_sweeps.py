@@ -304,6 +304,10 @@ def test_on_error_stop_stops_the_sweep(drl, tmp_path):
         ),
         (["algo.learning_rate=0.001,${nope}"], r"Sweep job 1 of 2 .*Interpolation key 'nope'"),
         (["env=cartpole", "env.kwargs.x=1,2"], r"not in struct.* write \+key=value"),
+        (
+            ["algo=ppo,npg", "env=pendulum", "algo.shared_network=true"],
+            r"Sweep job 1 of 2 \(algo=npg\) .*shared_network=true is not available",
+        ),
     ],
 )
 def test_bad_job_is_refused_before_the_sweep_starts(overrides, message, tmp_path):

@@ -61,7 +61,10 @@ def offpolicy_problems(cfg: OffPolicyConfig, num_envs: int) -> list[str]:
 
 def raise_offpolicy_problems(cfg: OffPolicyConfig, problems: list[str]) -> None:
     if problems:
-        raise DrlError(f"Invalid {cfg.__class__.__name__} settings: " + "; ".join(problems) + ".")
+        # The algorithm as users name it (ddpg shares TD3Config: not the class name).
+        name = str(getattr(cfg, "name", ""))
+        label = {"crossq": "CrossQ"}.get(name, name.upper())
+        raise DrlError(f"Invalid {label} settings: " + "; ".join(problems) + ".")
 
 
 def validate_offpolicy(cfg: OffPolicyConfig, num_envs: int, env_cfg: Any = None) -> None:

@@ -20,9 +20,27 @@ from drlcli.networks import ActorCritic, sde_problems, snapshot
 from drlcli.returns import gae
 from drlcli.spaces import mask_dim, mask_logits
 
+#: Algorithms (config names) whose actor and critic are separate networks with their own
+#: updates, so no shared torso (ActorCritic's "separate" layout), and why.
+SEPARATE_LAYOUT = {
+    "trpo": "trpo and npg move the actor alone by the natural-gradient step",
+    "ac": "ac gives the actor and the critic optimizers of their own",
+    "reinforce": "reinforce fits its baseline apart from the policy",
+    "a3c": "a3c's workers update the actor and critic networks apart",
+}
+
 
 def common_problems(cfg: OnPolicyConfig) -> list[str]:
     problems = []
+    name = str(getattr(cfg, "name", ""))
+    if cfg.shared_network and name in SEPARATE_LAYOUT:
+        # Checked here, before a run directory exists (it used to be raised while the
+        # network was built, leaving a failed run directory behind and a sweep to start).
+        problems.append(
+            f"algo.shared_network=true is not available: {SEPARATE_LAYOUT[name]}, so actor and "
+            "critic are separate networks; use algo.shared_network=false (or ppo / a2c for a "
+            "shared torso)"
+        )
     if cfg.num_steps < 1:
         problems.append(f"algo.num_steps must be >= 1 (got {cfg.num_steps})")
     if cfg.learning_rate <= 0:

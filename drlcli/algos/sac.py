@@ -59,13 +59,11 @@ def entropy_coef_init(cfg: SACConfig) -> float:
             init = float(cfg.ent_coef)
         except ValueError:
             raise DrlError(
-                f"Invalid SACConfig settings: algo.ent_coef must be 'auto' or a number, "
+                f"Invalid SAC settings: algo.ent_coef must be 'auto' or a number, "
                 f"got '{cfg.ent_coef}'."
             ) from None
     if not init > 0:  # also NaN
-        raise DrlError(
-            f"Invalid SACConfig settings: the entropy coefficient must be > 0, got {init}."
-        )
+        raise DrlError(f"Invalid SAC settings: the entropy coefficient must be > 0, got {init}.")
     return init
 
 

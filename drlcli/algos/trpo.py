@@ -44,7 +44,7 @@ def validate_trpo(cfg: TRPOConfig, num_envs: int, env_cfg: Any = None) -> None:
         problems.append(f"algo.backtrack_iters must be >= 1 (got {cfg.backtrack_iters})")
     if cfg.critic_epochs < 1 or cfg.critic_minibatch_size < 1:
         problems.append("algo.critic_epochs and algo.critic_minibatch_size must be >= 1")
-    raise_problems("TRPO", problems)
+    raise_problems("TRPO / NPG", problems)
 
 
 def conjugate_gradient(

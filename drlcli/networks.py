@@ -682,10 +682,9 @@ def sde_problems(cfg: Any) -> list[str]:
         problems.append(
             f"algo.use_sde=true (generalized state-dependent exploration) is not available for "
             f"{what}: drlcli's gSDE covers only sac, ppo (and ppo_kl), a2c, trpo and npg "
-            "(feed-forward Gaussian "
-            "policies, whose noise it makes a function of the state); TD3 and DDPG explore with "
-            "action noise around a deterministic actor (use algo.action_noise), DQN with "
-            "epsilon-greedy"
+            "(feed-forward Gaussian policies, whose noise it makes a function of the state); "
+            "TD3 and DDPG explore with action noise around a deterministic actor (use "
+            "algo.action_noise), DQN with epsilon-greedy"
         )
     freq = getattr(cfg, "sde_sample_freq", -1)
     if freq == 0 or freq < -1:

@@ -676,6 +676,15 @@ def _override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def resume_run_dir(overrides: list[str]) -> str | None:
+    """The RUN_DIR of a ``resume=RUN_DIR`` override (the last one, as Hydra applies them), or
+    None when there is none or it is ``auto`` / ``null``."""
+    values = [o.split("=", 1)[1].strip("'\"") for o in overrides if _override_key(o) == "resume"]
+    if not values or values[-1] in ("auto", "null", ""):
+        return None
+    return values[-1]
+
+
 def resume_overrides(overrides: list[str]) -> list[str]:
     """For `resume=RUN_DIR`: the run's original overrides, then the new ones, writing into the
     same directory. Fails (before anything is written) when RUN_DIR holds no usable run."""
@@ -683,9 +692,8 @@ def resume_overrides(overrides: list[str]) -> list[str]:
 
     from drlcli import checkpoint as ckpt
 
-    value = next(o.split("=", 1)[1] for o in overrides if _override_key(o) == "resume")
-    value = value.strip("'\"")
-    if value in ("auto", "null", ""):
+    value = resume_run_dir(overrides)
+    if value is None:
         return overrides
     run_dir = Path(value).expanduser().resolve()
     saved = run_dir / ".hydra" / "overrides.yaml"
@@ -710,18 +718,14 @@ def refuse_swept_resume(overrides: list[str]) -> None:
     a fresh run that then fails (found by hand: the sweep directory was created and every job
     failed). ``resume=auto`` (a requeued cluster job resumes what its own directory holds) and
     ``resume=null`` stay valid in sweeps."""
-    for o in overrides:
-        if _override_key(o) != "resume":
-            continue
-        value = o.split("=", 1)[1].strip("'\"")
-        if value in ("auto", "null", ""):
-            continue
+    value = resume_run_dir(overrides)
+    if value is not None:
         raise DrlError(
-            f"{o}: resume=RUN_DIR continues one run in its own directory and cannot be part of "
-            "a sweep (-m), whose jobs each write into a new directory. Resume each run on its "
-            "own, e.g. `for d in outputs/multirun/<date>/<time>/*/; do drl train resume=$d "
-            "total_timesteps=N; done`, or use resume=auto in a sweep whose jobs are requeued "
-            "into their own directories (SLURM)."
+            f"resume={value}: resume=RUN_DIR continues one run in its own directory and cannot "
+            "be part of a sweep (-m), whose jobs each write into a new directory. Resume each "
+            "run on its own, e.g. `for d in outputs/multirun/<date>/<time>/*/; do drl train "
+            "resume=$d total_timesteps=N; done`, or use resume=auto in a sweep whose jobs are "
+            "requeued into their own directories (SLURM)."
         )
 
 

@@ -177,6 +177,33 @@ BAD_INPUTS = [
 ]
 
 
+def test_every_separate_layout_refuses_shared_network_in_validation():
+    """shared_network=true is refused by validation (before a run directory exists) exactly for
+    the algorithms whose networks are built in the "separate" layout (onpolicy.SEPARATE_LAYOUT);
+    the others build a shared torso."""
+    from drlcli import registry
+    from drlcli.algos.base import EnvInfo
+    from drlcli.algos.onpolicy import SEPARATE_LAYOUT
+    from drlcli.config import EnvConfig
+
+    obs = gym.spaces.Box(-1.0, 1.0, (3,), "float32")
+    act = gym.spaces.Box(-1.0, 1.0, (1,), "float32")
+    checked = []
+    for name, spec in registry.specs().items():
+        cfg = spec.config()
+        if not hasattr(cfg, "shared_network"):
+            continue
+        cfg.shared_network = True
+        if name in SEPARATE_LAYOUT:
+            with pytest.raises(DrlError, match="shared_network=true is not available"):
+                registry.validate(cfg, 2, EnvConfig(id="Pendulum-v1"))
+        else:
+            algo = registry.build(cfg, EnvInfo(obs, act, 2), torch.device("cpu"))
+            assert algo.policy.layout == "shared", name  # type: ignore[attr-defined]
+        checked.append(name)
+    assert set(SEPARATE_LAYOUT) <= set(checked) and "ppo" in checked
+
+
 def test_cfg_job_reports_bad_overrides_in_one_paragraph(capsys):
     """`drl train tuned=null --cfg job` printed Hydra's traceback (--cfg skipped the checks)."""
     assert cli.main(["train", "tuned=null", "--cfg", "job"]) == 2

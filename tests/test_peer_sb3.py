@@ -500,6 +500,20 @@ def test_gsde_noise_log_prob_and_entropy_match_sb3_distribution(full_std, use_ex
         close(head.entropy(params), theirs.entropy(), atol=1e-5)
 
 
+def copy_sde_actor_critic(pol: ActorCritic, sb3: Any) -> None:
+    """SB3's gSDE ActorCriticPolicy weights into drlcli's "sde" layout: the policy MLP into the
+    actor torso, action_net into the mean head, value MLP + value_net into the critic, and
+    gSDE's log std."""
+    assert pol.layout == "sde"
+    ext = sb3.mlp_extractor
+    copy_mlp(pol.actor_torso, linears(ext.policy_net))
+    copy_mlp(pol.critic, [*linears(ext.value_net), sb3.value_net])
+    with torch.no_grad():
+        pol.actor_out.weight.copy_(sb3.action_net.weight)
+        pol.actor_out.bias.copy_(sb3.action_net.bias)
+        pol.sde.log_std.copy_(sb3.log_std)
+
+
 @pytest.mark.parametrize("algo_cls", [PPO, A2C], ids=["ppo", "a2c"])
 @SDE_VARIANTS
 def test_gsde_actor_critic_matches_sb3_policy(algo_cls, full_std, use_expln):
@@ -529,16 +543,11 @@ def test_gsde_actor_critic_matches_sb3_policy(algo_cls, full_std, use_expln):
     )
     algo = algo_cls(cfg, EnvInfo(OBS, BOX, n), CPU)
     pol, sb3 = algo.policy, model.policy
-    assert pol.layout == "sde"
     ext = sb3.mlp_extractor
-    copy_mlp(pol.actor_torso, linears(ext.policy_net))
-    copy_mlp(pol.critic, [*linears(ext.value_net), sb3.value_net])
     with torch.no_grad():
-        pol.actor_out.weight.copy_(sb3.action_net.weight)
-        pol.actor_out.bias.copy_(sb3.action_net.bias)
         spread = torch.linspace(-0.3, 0.3, sb3.log_std.numel()).view_as(sb3.log_std)
         sb3.log_std.add_(spread)  # per-entry stds, so a transposed or summed sigma shows
-        pol.sde.log_std.copy_(sb3.log_std)
+    copy_sde_actor_critic(pol, sb3)
 
     g = torch.Generator().manual_seed(5)
     obs = torch.randn(n, 3, generator=g)
@@ -968,26 +977,22 @@ def test_conjugate_gradient_matches_sb3_contrib():
     close(ours, torch.linalg.solve(a, b), rtol=1e-8, atol=1e-8)
 
 
-@SPACES
-def test_trpo_step_matches_sb3_contrib_and_respects_the_kl_radius(action_space, monkeypatch):
-    """One TRPO update each on the same rollout. The accepted step's KL, measured against a
-    deepcopy of the pre-update policy, is what drlcli reports, lies within max_kl, and on a
-    Gaussian policy includes a change of std; the new actor equals sb3-contrib's."""
-    t, n, max_kl = 32, 2, 0.01
-    size = t * n
-    torch.manual_seed(0)
-    dims = kl_dims(action_space)
+def trpo_pair(space: gym.Space, t: int, n: int, max_kl: float, use_sde: bool = False) -> Any:
+    """sb3-contrib's TRPO and drlcli's with the same settings (30 CG steps, damping 0.1, line
+    search 0.8 x 10, one critic epoch over the whole rollout of t x n), hidden layer of 8:
+    (model, algo). sb3-contrib's radius and damping are scaled by :func:`kl_dims`."""
+    dims = kl_dims(space)
     model = sb3_trpo(
-        action_space,
-        size,
+        space,
+        t * n,
         target_kl=max_kl / dims,  # the same radius, see kl_dims
         cg_max_steps=30,
         cg_damping=0.1 / dims,
         line_search_shrinking_factor=0.8,
         line_search_max_iter=10,
         n_critic_updates=1,
+        use_sde=use_sde,
     )
-    perturb(model.policy, 0.3, seed=12)
     cfg = TRPOConfig(
         num_steps=t,
         hidden_sizes=[8],
@@ -997,30 +1002,52 @@ def test_trpo_step_matches_sb3_contrib_and_respects_the_kl_radius(action_space, 
         backtrack_coef=0.8,
         backtrack_iters=10,
         critic_epochs=1,
-        critic_minibatch_size=size,
+        critic_minibatch_size=t * n,
         anneal_lr=False,
+        use_sde=use_sde,
     )
-    algo = TRPO(cfg, EnvInfo(OBS, action_space, n), CPU)
-    policy = algo.policy
-    separate_copy(model, policy)
-    data = rollout_data(policy, size, action_space, seed=13, logp_noise=0.0)
+    return model, TRPO(cfg, EnvInfo(OBS, space, n), CPU)
+
+
+def trpo_update_both(
+    algo: TRPO, model: Any, data: dict, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> tuple[dict[str, float], ActorCritic]:
+    """One update of each on ``data`` (torch seeded with ``seed`` first): (drlcli's metrics, a
+    deepcopy of drlcli's policy before it). Checks that both accepted a step and that the KL
+    drlcli reports is the one measured against the copy, within the radius."""
     fill(algo, data, monkeypatch)
     fill_sb3(model, data)
-    before = copy.deepcopy(policy)
-
-    torch.manual_seed(14)
+    before = copy.deepcopy(algo.policy)
+    torch.manual_seed(seed)
     model.train()
     out = algo.update(0.0)
-
     with torch.no_grad():
-        old, new = before.dist(data["obs"]), policy.dist(data["obs"])
-        true_kl = float(policy.head.kl(old, new).mean())
+        obs = data["obs"]
+        true_kl = float(algo.policy.head.kl(before.dist(obs), algo.policy.dist(obs)).mean())
     assert out["charts/step_accepted"] == 1.0 and logged(model, "train/is_line_search_success")
     close(out["losses/kl"], true_kl, rtol=1e-5)  # reported = measured against a real copy
-    assert 0.0 < true_kl <= max_kl * (1 + 1e-5)
+    assert 0.0 < true_kl <= algo.cfg.max_kl * (1 + 1e-5)
+    return out, before
+
+
+@SPACES
+def test_trpo_step_matches_sb3_contrib_and_respects_the_kl_radius(action_space, monkeypatch):
+    """One TRPO update each on the same rollout. The accepted step's KL, measured against a
+    deepcopy of the pre-update policy, is what drlcli reports, lies within max_kl, and on a
+    Gaussian policy includes a change of std; the new actor equals sb3-contrib's."""
+    t, n = 32, 2
+    torch.manual_seed(0)
+    model, algo = trpo_pair(action_space, t, n, max_kl=0.01)
+    perturb(model.policy, 0.3, seed=12)
+    policy = algo.policy
+    separate_copy(model, policy)
+    data = rollout_data(policy, t * n, action_space, seed=13, logp_noise=0.0)
+    _, before = trpo_update_both(algo, model, data, monkeypatch, seed=14)
+
     if policy.continuous:
         assert not torch.equal(policy.log_std, before.log_std)
         with torch.no_grad():
+            old = before.dist(data["obs"])
             std_only = policy.head.kl((old[0], before.log_std), (old[0], policy.log_std))
         assert float(std_only.mean()) > 1e-6
     sb3_params = dict(model.policy.named_parameters())
@@ -1034,60 +1061,18 @@ def test_trpo_gsde_step_matches_sb3_contrib(monkeypatch):
     step moves the actor torso, the mean head and gSDE's log std (F, d) as sb3-contrib's does,
     within the KL radius, and leaves the critic to its regression. 1-D actions, where
     sb3-contrib's KL (averaged over action dimensions) is drlcli's."""
-    t, n, max_kl, h = 32, 2, 0.01, 8
-    size = t * n
+    t, n = 32, 2
     space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
     torch.manual_seed(0)
-    model = sb3_trpo(
-        space,
-        size,
-        target_kl=max_kl,
-        cg_max_steps=30,
-        cg_damping=0.1,
-        line_search_shrinking_factor=0.8,
-        line_search_max_iter=10,
-        n_critic_updates=1,
-        use_sde=True,
-    )
+    model, algo = trpo_pair(space, t, n, max_kl=0.01, use_sde=True)
     perturb(model.policy, 0.3, seed=21)
-    cfg = TRPOConfig(
-        num_steps=t,
-        hidden_sizes=[h],
-        max_kl=max_kl,
-        cg_iters=30,
-        cg_damping=0.1,
-        backtrack_coef=0.8,
-        backtrack_iters=10,
-        critic_epochs=1,
-        critic_minibatch_size=size,
-        anneal_lr=False,
-        use_sde=True,
-    )
-    algo = TRPO(cfg, EnvInfo(OBS, space, n), CPU)
     pol, sb3 = algo.policy, model.policy
-    assert pol.layout == "sde"
-    ext = sb3.mlp_extractor
-    copy_mlp(pol.actor_torso, linears(ext.policy_net))
-    copy_mlp(pol.critic, [*linears(ext.value_net), sb3.value_net])
-    with torch.no_grad():
-        pol.actor_out.weight.copy_(sb3.action_net.weight)
-        pol.actor_out.bias.copy_(sb3.action_net.bias)
-        pol.sde.log_std.copy_(sb3.log_std)
-    data = rollout_data(pol, size, space, seed=22, logp_noise=0.0)
-    fill(algo, data, monkeypatch)
-    fill_sb3(model, data)
-    before = copy.deepcopy(pol)
+    copy_sde_actor_critic(pol, sb3)
+    data = rollout_data(pol, t * n, space, seed=22, logp_noise=0.0)
+    _, before = trpo_update_both(algo, model, data, monkeypatch, seed=23)
 
-    torch.manual_seed(23)
-    model.train()
-    out = algo.update(0.0)
-
-    with torch.no_grad():
-        true_kl = float(pol.head.kl(before.dist(data["obs"]), pol.dist(data["obs"])).mean())
-    assert out["charts/step_accepted"] == 1.0 and logged(model, "train/is_line_search_success")
-    close(out["losses/kl"], true_kl, rtol=1e-5)
-    assert 0.0 < true_kl <= max_kl * (1 + 1e-5)
     assert not torch.equal(pol.sde.log_std, before.sde.log_std)
+    ext = sb3.mlp_extractor
     theirs = [*linears(ext.policy_net), sb3.action_net]
     ours = [*pol.actor_torso._linears, pol.actor_out]
     for mine, their in zip(ours, theirs):

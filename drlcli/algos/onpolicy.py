@@ -20,8 +20,9 @@ from drlcli.networks import ActorCritic, sde_problems, snapshot
 from drlcli.returns import gae
 from drlcli.spaces import mask_dim, mask_logits
 
-#: Algorithms (config names) whose actor and critic are separate networks with their own
-#: updates, so no shared torso (ActorCritic's "separate" layout), and why.
+#: Algorithms (config names) built with ActorCritic's "separate" layout: actor and critic are
+#: separate networks with their own updates, so no shared torso, and why (the one place this is
+#: checked; tests/test_config.py keeps it in step with the layouts the algorithms build).
 SEPARATE_LAYOUT = {
     "trpo": "trpo and npg move the actor alone by the natural-gradient step",
     "ac": "ac gives the actor and the critic optimizers of their own",
@@ -57,11 +58,8 @@ def common_problems(cfg: OnPolicyConfig) -> list[str]:
 
 
 def build_actor_critic(cfg: OnPolicyConfig, info: EnvInfo, layout: str) -> ActorCritic:
-    if cfg.shared_network and layout == "separate":
-        raise DrlError(
-            f"algo={cfg.name} trains its actor and critic separately, so "  # type: ignore[attr-defined]
-            "algo.shared_network=true is not available for it."
-        )
+    # shared_network with layout "separate" is refused by common_problems (SEPARATE_LAYOUT),
+    # which every algorithm's constructor runs first.
     return ActorCritic(
         info.observation_space,
         info.action_space,

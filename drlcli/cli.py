@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -401,6 +402,7 @@ def preflight(cfg: Any) -> None:
     from drlcli.hardware import check_compiler, check_threads, resolve_device, resolve_workers
     from drlcli.networks import check_sde_action_space, is_image
     from drlcli.registry import check_compatible
+    from drlcli.registry import validate as validate_algo
     from drlcli.runner import validate
 
     try:
@@ -411,7 +413,19 @@ def preflight(cfg: Any) -> None:
             f"{key} has no value: pass {key}=<value> on the command line (for example "
             "`drl train env=gym env.id=MountainCar-v0`)."
         ) from exc
-    validate(tc)
+    # The run's and the algorithm's settings problems in one message, not one per attempt.
+    # (The algorithm's checks divide by env.num_envs: skipped when that is already wrong.)
+    checks: list[Callable[[], None]] = [lambda: validate(tc)]
+    if tc.env.num_envs >= 1:
+        checks.append(lambda: validate_algo(tc.algo, tc.env.num_envs, tc.env))
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except DrlError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise DrlError(" ".join(problems))
     check_env_id(tc.env.id, tc.env.imports)
     device = resolve_device(tc.hardware.device)
     resolve_workers(tc.hardware, tc.env.num_envs)
@@ -437,9 +451,6 @@ def preflight(cfg: Any) -> None:
             )
     finally:
         probe.close()
-    from drlcli.registry import validate as validate_algo
-
-    validate_algo(tc.algo, tc.env.num_envs, tc.env)
 
 
 def sweep_jobs(overrides: list[str]) -> list[list[str]] | None:

@@ -677,8 +677,9 @@ def sde_problems(cfg: Any) -> list[str]:
     name = str(getattr(cfg, "name", "?"))
     problems = []
     if name not in SDE_ALGOS or getattr(cfg, "recurrent", False):
-        recurrent = " with a recurrent policy" if getattr(cfg, "recurrent", False) else ""
-        what = f"algo={name}{recurrent}"
+        what = f"algo={name}"
+        if getattr(cfg, "recurrent", False):  # ppo_gru / ppo_lstm carry name "ppo"
+            what = "recurrent PPO (algo=ppo_gru, ppo_lstm or algo.recurrent=true)"
         problems.append(
             f"algo.use_sde=true (generalized state-dependent exploration) is not available for "
             f"{what}: drlcli's gSDE covers only sac, ppo (and ppo_kl), a2c, trpo and npg "

@@ -150,7 +150,17 @@ BAD_INPUTS = [
     (["algo=reinforce", "env=pendulum", "algo.use_sde=true"], r"not available for algo=reinforce"),
     (
         ["algo=ppo_lstm", "env=pendulum", "algo.use_sde=true"],
-        r"not available for algo=ppo with a recurrent policy",
+        r"not available for recurrent PPO \(algo=ppo_gru, ppo_lstm or algo.recurrent=true\)",
+    ),
+    # The run's and the algorithm's problems in one message, not one per attempt.
+    (
+        ["algo=td3", "env=pendulum", "algo.use_sde=true", "total_timesteps=50"],
+        r"Invalid settings: algo.learning_starts=10,000 >= total_timesteps=50.* "
+        r"Invalid TD3 settings: algo.use_sde=true .*not available for algo=td3",
+    ),
+    (
+        ["algo=ppo", "env.num_envs=0"],
+        r"^drl: error: Invalid settings: env.num_envs must be >= 1 \(got 0\)\.$",
     ),
     (
         ["algo=ppo", "env=cartpole", "algo.use_sde=true"],

@@ -15,7 +15,7 @@ from pathlib import Path
 TEST_THREADS = int(os.environ.get("DRL_TEST_TORCH_THREADS", "1"))
 
 
-def _cartpole(
+def _solves_within(
     algo: str, budget: int, target: float, every: int = 10_000, env: str = "cartpole"
 ) -> list[str]:
     # "Solves within the budget": evaluate every ``every`` steps (10 deterministic episodes) and
@@ -42,13 +42,13 @@ SMALL_PENDULUM = [
 ]
 
 CASES: dict[str, list[str]] = {
-    "ppo_cartpole": _cartpole("ppo", 100_000, 475),
-    "dqn_cartpole": _cartpole("dqn", 50_000, 475, every=5_000),
-    "rainbow_lite_cartpole": _cartpole("rainbow_lite", 50_000, 475, every=5_000),
-    "a2c_cartpole": _cartpole("a2c", 200_000, 475),
-    "ppo_kl_cartpole": _cartpole("ppo_kl", 200_000, 475),
-    "trpo_cartpole": _cartpole("trpo", 200_000, 475),
-    "reinforce_cartpole": _cartpole("reinforce", 300_000, 400),
+    "ppo_cartpole": _solves_within("ppo", 100_000, 475),
+    "dqn_cartpole": _solves_within("dqn", 50_000, 475, every=5_000),
+    "rainbow_lite_cartpole": _solves_within("rainbow_lite", 50_000, 475, every=5_000),
+    "a2c_cartpole": _solves_within("a2c", 200_000, 475),
+    "ppo_kl_cartpole": _solves_within("ppo_kl", 200_000, 475),
+    "trpo_cartpole": _solves_within("trpo", 200_000, 475),
+    "reinforce_cartpole": _solves_within("reinforce", 300_000, 400),
     "sac_pendulum_small": ["algo=sac", *SMALL_PENDULUM],
     "td3_pendulum_small": ["algo=td3", *SMALL_PENDULUM],
     "ddpg_pendulum_small": ["algo=ddpg", *SMALL_PENDULUM],
@@ -73,9 +73,18 @@ CASES: dict[str, list[str]] = {
         "env=mountaincar_continuous",
         "total_timesteps=50000",
     ],
+    # The Zoo's Ornstein-Uhlenbeck sets (issue #21): solved = an evaluation (every 10k) >= 90
+    # within a third (TD3) or a sixth (DDPG) of the Zoo's 300k; on this env a policy that has
+    # found the flag can leave it again for an evaluation or two.
+    "td3_mountaincar_continuous_tuned": _solves_within(
+        "td3", 100_000, 90, env="mountaincar_continuous"
+    ),
+    "ddpg_mountaincar_continuous_tuned": _solves_within(
+        "ddpg", 50_000, 90, env="mountaincar_continuous"
+    ),
     "crossq_pendulum_tuned": ["algo=crossq", "env=pendulum", "total_timesteps=20000"],
-    "ppo_gru_cartpole_masked": _cartpole("ppo_gru", 500_000, 400, env="cartpole_masked"),
-    "a3c_cartpole": [*_cartpole("a3c", 500_000, 475), "algo.num_workers=2"],
+    "ppo_gru_cartpole_masked": _solves_within("ppo_gru", 500_000, 400, env="cartpole_masked"),
+    "a3c_cartpole": [*_solves_within("a3c", 500_000, 475), "algo.num_workers=2"],
 }
 
 

@@ -109,6 +109,37 @@ FAMILIES = {
             "sb3_contrib": ("algo.num_steps=2048", "algo.cg_iters=15"),
         },
     ),
+    "reinforce": Family(
+        "reinforce",
+        CLASSIC_DISCRETE + CLASSIC_CONTINUOUS,
+        200_000,
+        {
+            # The defaults: Adam 1e-2 for the policy and the baseline, 5 full-batch baseline
+            # passes, batches of >= 500 steps per env of whole episodes.
+            "current": (),
+            # Spinning Up's VPG rates: policy 3e-4, value function 1e-3 with 80 regression
+            # passes per batch (its GAE-lambda advantages are not REINFORCE's; returns stay
+            # Monte-Carlo reward-to-go here).
+            "spinup": (
+                "algo.learning_rate=3e-4",
+                "algo.critic_learning_rate=1e-3",
+                "algo.critic_epochs=80",
+            ),
+            # The defaults on 2.5x more, smaller batches (>= 200 steps per env).
+            "short_batch": ("algo.num_steps=200",),
+        },
+    ),
+    "ac": Family(
+        "ac",
+        CLASSIC_DISCRETE + CLASSIC_CONTINUOUS,
+        200_000,
+        {
+            # The defaults: one-step TD actor-critic, actor Adam 1e-3, critic 5e-3.
+            "current": (),
+            # Spinning Up's actor / value-function rates (3e-4 / 1e-3), 3-5x slower.
+            "spinup": ("algo.learning_rate=3e-4", "algo.critic_learning_rate=1e-3"),
+        },
+    ),
     # Off-policy, continuous control (Pendulum, MountainCarContinuous, LunarLanderContinuous) at
     # 50k steps: a fifth to a tenth of the Zoo's budgets outside Pendulum, what 2 cores afford
     # (~5 min per SAC run at one thread).

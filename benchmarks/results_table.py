@@ -73,7 +73,7 @@ ROWS = [
     # The Zoo's TD3 and DDPG sets (400x300, one env). On 2 cores: --steps 100000.
     Row("td3", "lunarlander_continuous", 300_000, (207.5, 67.6)),
     Row("ddpg", "lunarlander_continuous", 300_000, (230.2, 92.4)),
-    # The Zoo's TD3 and DDPG sets (Ornstein-Uhlenbeck noise, std 0.5). On 2 cores (~27 min per
+    # The Zoo's TD3 and DDPG sets (Ornstein-Uhlenbeck noise, std 0.5). On 2 cores (~28 min per
     # 100k at two runs at a time): td3 --steps 100000, ddpg --steps 50000.
     Row("td3", "mountaincar_continuous", 300_000, (93.5, 0.1)),
     Row("ddpg", "mountaincar_continuous", 300_000, (93.5, 0.0)),

@@ -6,7 +6,6 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -415,13 +414,14 @@ def preflight(cfg: Any) -> None:
         ) from exc
     # The run's and the algorithm's settings problems in one message, not one per attempt.
     # (The algorithm's checks divide by env.num_envs: skipped when that is already wrong.)
-    checks: list[Callable[[], None]] = [lambda: validate(tc)]
-    if tc.env.num_envs >= 1:
-        checks.append(lambda: validate_algo(tc.algo, tc.env.num_envs, tc.env))
     problems = []
-    for check in checks:
+    try:
+        validate(tc)
+    except DrlError as exc:
+        problems.append(str(exc))
+    if tc.env.num_envs >= 1:
         try:
-            check()
+            validate_algo(tc.algo, tc.env.num_envs, tc.env)
         except DrlError as exc:
             problems.append(str(exc))
     if problems:

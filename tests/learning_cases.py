@@ -82,6 +82,9 @@ CASES: dict[str, list[str]] = {
     "ddpg_mountaincar_continuous_tuned": _solves_within(
         "ddpg", 50_000, 90, env="mountaincar_continuous"
     ),
+    # The tuned DQN set on 8 envs instead of 1 (issue #21): the replay ratio, not the number of
+    # envs, sets how much it learns per env step.
+    "dqn_cartpole_8_envs": [*_solves_within("dqn", 50_000, 475, every=5_000), "env.num_envs=8"],
     "crossq_pendulum_tuned": ["algo=crossq", "env=pendulum", "total_timesteps=20000"],
     "ppo_gru_cartpole_masked": _solves_within("ppo_gru", 500_000, 400, env="cartpole_masked"),
     "a3c_cartpole": [*_solves_within("a3c", 500_000, 475), "algo.num_workers=2"],

@@ -121,6 +121,9 @@ SLOW_CASES = [
     # 40k / 30k / 20k of 50k.
     pytest.param("td3_mountaincar_continuous_tuned", 90, id="td3_ou_mountaincar_continuous_100k"),
     pytest.param("ddpg_mountaincar_continuous_tuned", 90, id="ddpg_ou_mountaincar_continuous_50k"),
+    # Issue #21's check of the num_envs-independent replay ratio: the tuned set on 8 envs
+    # ended at 500 for seeds 1-3 at 50k (2026-12-01, no early stop, ~42 s each).
+    pytest.param("dqn_cartpole_8_envs", 475, id="dqn_8_envs_50k"),
     # CrossQ (256x256 critics), issue #18's bar; seeds 1-3 in the README results.
     pytest.param("crossq_pendulum_tuned", -250, id="crossq_pendulum_20k"),
     # Recurrent PPO on CartPole without velocities: only memory can solve it.

@@ -426,6 +426,13 @@ def preflight(cfg: Any) -> None:
             problems.append(str(exc))
     if problems:
         raise DrlError(" ".join(problems))
+    if tc.resume not in (None, "auto"):
+        # Before Hydra rewrites RUN_DIR/.hydra: a refused resume must leave the run untouched.
+        from drlcli import checkpoint as ckpt
+        from drlcli.runner import check_resume_config
+
+        run_dir = Path(tc.resume).expanduser().resolve()
+        check_resume_config(tc, ckpt.latest_loadable(run_dir / "checkpoints"), run_dir)
     check_env_id(tc.env.id, tc.env.imports)
     device = resolve_device(tc.hardware.device)
     resolve_workers(tc.hardware, tc.env.num_envs)

@@ -100,6 +100,11 @@ def validate(cfg: TrainConfig) -> None:
         problems.append(f"total_timesteps must be >= 1 (got {cfg.total_timesteps})")
     if cfg.env.num_envs < 1:
         problems.append(f"env.num_envs must be >= 1 (got {cfg.env.num_envs})")
+    if cfg.env.max_episode_steps is not None and cfg.env.max_episode_steps < 1:
+        problems.append(
+            f"env.max_episode_steps must be >= 1 or null for the env's registered time limit "
+            f"(got {cfg.env.max_episode_steps})"
+        )
     if cfg.eval.episodes < 1:
         problems.append(f"eval.episodes must be >= 1 (got {cfg.eval.episodes})")
     if cfg.eval.every < 0 or cfg.checkpoint.every < 0:
@@ -282,6 +287,48 @@ def field_default(cfg: Any, dotted: str) -> Any:
     return _NO_DEFAULT
 
 
+def check_resume_config(cfg: TrainConfig, state: dict[str, Any], run_dir: Path) -> None:
+    """Raises DrlError when ``cfg`` differs from the config saved in checkpoint ``state`` in
+    anything but RESUME_MAY_CHANGE. A different algorithm or env is named first (the full list
+    of its settings' differences ran to ~35 entries); other differences are listed, at most 12.
+    `drl train` calls this before Hydra writes into the run directory (a refused resume used to
+    rewrite the run's .hydra/overrides.yaml and result.json: found by a break pass), and the
+    job again for ``resume=auto``."""
+    saved = flatten(state["config"])
+    now = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
+    changed_keys = [
+        k
+        for k in sorted(set(saved) | set(now))
+        if saved.get(k) != now.get(k)
+        and not k.startswith(RESUME_MAY_CHANGE)
+        # A setting added since the checkpoint was written, left at its default: new
+        # settings default to the behaviour before them (e.g. algo.anneal_lr for SAC).
+        and not (k not in saved and now.get(k) == field_default(cfg, k))
+    ]
+    if not changed_keys:
+        return
+    changed = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed_keys]
+    identity = [
+        f"{label} {saved.get(key)} -> {now.get(key)}"
+        for key, label in (("algo.name", "algo"), ("env.id", "env"))
+        if key in changed_keys
+    ]
+    if identity:
+        raise DrlError(
+            f"Cannot resume {run_dir}: it trained {saved.get('algo.name')} on "
+            f"{saved.get('env.id')} and this command asks for {', '.join(identity)} "
+            f"({len(changed)} settings differ in all). A run continues with the algorithm and "
+            "env it started with; to train another, start a new run (without resume=)."
+        )
+    shown = "; ".join(changed[:12]) + (
+        f"; and {len(changed) - 12} more" if len(changed) > 12 else ""
+    )
+    raise DrlError(
+        f"Cannot resume {run_dir}: the config differs from the checkpoint's in {shown}. Only "
+        f"{', '.join(RESUME_MAY_CHANGE)} may change on resume; start a new run for other changes."
+    )
+
+
 def load_resume_state(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
     """The checkpoint to continue from, or None for a fresh start (``resume=auto`` and no
     checkpoint yet). Fails when the saved config differs in anything that shapes learning."""
@@ -297,23 +344,7 @@ def load_resume_state(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
     if cfg.resume == "auto" and not ckpt.list_checkpoints(ckpt_dir):
         return None
     state = ckpt.latest_loadable(ckpt_dir)
-    saved = flatten(state["config"])
-    now = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
-    changed = [
-        f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
-        for k in sorted(set(saved) | set(now))
-        if saved.get(k) != now.get(k)
-        and not k.startswith(RESUME_MAY_CHANGE)
-        # A setting added since the checkpoint was written, left at its default: new
-        # settings default to the behaviour before them (e.g. algo.anneal_lr for SAC).
-        and not (k not in saved and now.get(k) == field_default(cfg, k))
-    ]
-    if changed:
-        raise DrlError(
-            f"Cannot resume {run_dir}: the config differs from the checkpoint's in "
-            f"{'; '.join(changed)}. Only {', '.join(RESUME_MAY_CHANGE)} may change on resume; "
-            "start a new run for other changes."
-        )
+    check_resume_config(cfg, state, run_dir)
     return state
 
 
@@ -457,6 +488,19 @@ def _payload(
     }
 
 
+#: result.json statuses of a run that ended on its own (no signal, no error).
+FINISHED = ("finished", "solved")
+
+
+def previous_status(run_dir: Path) -> str | None:
+    """The status in ``run_dir/result.json`` (None when there is none or it cannot be read)."""
+    try:
+        data = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("status") if isinstance(data, dict) else None
+
+
 def write_result(run_dir: Path, result: RunResult, resumed: bool, already_done: bool) -> None:
     """Write ``result.json`` without losing an earlier segment's figures (issue #16).
 
@@ -536,13 +580,19 @@ class TrainingRun:
         )
         self.resolved, self.resume_state = resolved, resume_state
         self.start_step = int(resume_state["step"]) if resume_state else 0
-        # A requeued job whose run had already finished: evaluate and report, log nothing new.
-        self.already_done = resume_state is not None and self.start_step >= cfg.total_timesteps
+        # The budget was spent before: evaluate and report. When the run had also finished
+        # (a requeued job), log nothing new and keep its result.json. When it had not (a signal
+        # during the final evaluation left it "interrupted"), this evaluation is its final one:
+        # logged and written like any (found by a break pass: the run stayed "interrupted").
+        self.eval_only = resume_state is not None and self.start_step >= cfg.total_timesteps
+        self.already_done = self.eval_only and previous_status(run_dir) in FINISHED
         self.ckpt_dir = run_dir / "checkpoints"
         save_run_files(cfg, run_dir, command, resolved, self.start_step if resume_state else None)
+        rounding = rollout_rounding(cfg)
         self.logger = Logger(
             run_dir,
-            cfg.total_timesteps,
+            # The steps the run will take: "step 16384/3000" read as a bug (a break pass).
+            rounding[1] if rounding else cfg.total_timesteps,
             cfg.log.tensorboard and not self.already_done,
             cfg.log.progress,
             cfg.log.console_every_s,
@@ -590,11 +640,12 @@ class TrainingRun:
         if self.resume_state:
             self.schedule = _restore(cfg, self.resume_state, self.algo, env, logger.line)
             self.algo.set_budget(cfg.total_timesteps, *_anchor(self.schedule))
-            if self.already_done:
+            if self.eval_only:
                 logger.line(
                     f"drl: this run already reached step {self.start_step} (total_timesteps="
-                    f"{cfg.total_timesteps}); evaluating only. Pass a larger total_timesteps "
-                    "to go on."
+                    f"{cfg.total_timesteps}); evaluating only"
+                    + ("" if self.already_done else " (its final evaluation had not finished)")
+                    + ". Pass a larger total_timesteps to go on."
                 )
         else:
             params = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
@@ -633,7 +684,7 @@ class TrainingRun:
         for note in hooks.notes or []:
             logger.line(note)
         rounding = rollout_rounding(cfg)
-        if rounding and not self.already_done:
+        if rounding and not self.eval_only:
             per_update, runs = rounding
             rollout_cfg: Any = cfg.algo
             logger.line(

@@ -1,4 +1,5 @@
-"""Multirun support: the end-of-sweep summary table (a Hydra callback) and job failure records."""
+"""Hydra callbacks (a run directory of its own for every run; the end-of-sweep summary table)
+and job failure records."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 # Filled by the summary callback; `drl train -m` exits non-zero when a job failed.
 LAST_SUMMARY: list[dict[str, Any]] = []
 
 
 def write_failure(run_dir: Path, error: str, step: int | None = None) -> None:
+    """Record a failed run in ``run_dir/result.json``. A result already there (an earlier
+    segment of a resumed run) is kept under ``segments``, as write_result keeps it: a failed
+    resume must not erase the figures of the run it continued."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = {
+    record: dict[str, Any] = {
         "run_dir": str(run_dir),
         "status": "failed",
         "error": error,
@@ -23,6 +28,13 @@ def write_failure(run_dir: Path, error: str, step: int | None = None) -> None:
         "eval_mean_return": None,
         "wall_time_s": None,
     }
+    path = run_dir / "result.json"
+    try:
+        previous = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        previous = None
+    if isinstance(previous, dict):
+        record["segments"] = [*previous.pop("segments", []), previous]
     (run_dir / "result.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -97,3 +109,58 @@ class MultirunSummary(Callback):
         if rows:
             render_summary(rows, f"drl multirun summary: {sweep_dir}")
             (sweep_dir / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def claim_dir(path: Path) -> Path:
+    """Create ``path``, or ``path-2``, ``path-3``, ... when it exists, and return the one
+    created. ``mkdir`` without ``exist_ok`` is atomic, so two processes never get the same one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        candidate = path if n == 1 else path.with_name(f"{path.name}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+
+
+class ClaimRunDir(Callback):
+    """Gives every run (and every sweep) a directory of its own.
+
+    The default names (conf/config.yaml) have a one-second resolution: two `drl train` runs of
+    the same algo, env and seed started in the same second got one directory, and the second
+    run's checkpoint pruning deleted the first's checkpoints, its result.json replaced the
+    first's and both wrote interleaved TensorBoard files (found by a break pass). Before Hydra
+    creates the directory, this claims it atomically and appends ``-2``, ``-3``, ... when it is
+    taken. A directory the user names (``hydra.run.dir=...``/``hydra.sweep.dir=...``, which
+    ``resume=RUN_DIR`` also sets) is used as given: writing into it is what they asked for."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._claim(config, "run")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._claim(config, "sweep")
+
+    @staticmethod
+    def _claim(config: DictConfig, mode: str) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        key = f"hydra.{mode}.dir"
+        user_overrides = list(config.hydra.overrides.hydra)
+        if any(str(o).split("=", 1)[0].lstrip("+~") == key for o in user_overrides):
+            return
+        HydraConfig.instance().set_config(config)  # for ${hydra:...} in the name
+        wanted = Path(str(OmegaConf.select(config, key)))
+        claimed = claim_dir(wanted)
+        if mode == "run":
+            # The run's files go inside: Hydra creates it with exist_ok, as for any run.
+            with read_write(config.hydra.run), open_dict(config.hydra.run):
+                config.hydra.run.dir = str(claimed)
+            return
+        # A sweep's jobs re-compose their config from hydra.overrides.hydra (and copy the
+        # resolver cache for ${now:...}); the claimed directory must reach them as an override.
+        quoted = str(claimed).replace("\\", "\\\\").replace("'", "\\'")
+        with read_write(config.hydra), open_dict(config.hydra):
+            config.hydra.sweep.dir = str(claimed)
+            config.hydra.overrides.hydra = [*user_overrides, f"{key}='{quoted}'"]

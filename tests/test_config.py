@@ -108,6 +108,9 @@ BAD_INPUTS = [
     (["hardware=gpu"], r"Unknown hardware 'gpu'.*Valid choices for hardware: .*cpu"),
     (["env.id=CartPol-v1"], r"Unknown environment id 'CartPol-v1'.*Did you mean 'CartPole-v1'"),
     (["env.num_envs=0"], r"env.num_envs must be >= 1"),
+    # A config value, not the env's fault: it was reported as "Making the env raised" with the
+    # env's traceback (found by a break pass).
+    (["env.max_episode_steps=0"], r"env.max_episode_steps must be >= 1 or null .*\(got 0\)"),
     (["algo.minibatch_size=100000"], r"minibatch_size=100000 must be between 1 and the rollout"),
     (
         ["algo.minibatch_size=100"],

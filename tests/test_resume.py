@@ -325,6 +325,53 @@ def test_resume_refuses_a_changed_config(tmp_path):
     assert train(longer, tmp_path).global_step >= 1024
 
 
+def test_refused_resume_leaves_the_run_untouched(tmp_path, monkeypatch, capsys):
+    """A resume with another algo/env or a changed setting is refused before Hydra writes into
+    the run: it used to rewrite .hydra/overrides.yaml (so a plain retry was refused too) and
+    replace result.json with the failure (found by a break pass)."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "r1"
+    small = [*COMMON, "log.progress=none", "total_timesteps=512", "checkpoint.every=256"]
+    assert cli.main(["train", *small, f"hydra.run.dir={run}"]) == 0
+    capsys.readouterr()
+    files = ["result.json", ".hydra/overrides.yaml", ".hydra/config.yaml", ".hydra/hydra.yaml"]
+    before = {f: (run / f).read_bytes() for f in files}
+    assert cli.main(["train", f"resume={run}", "env=acrobot"]) == 2
+    err = capsys.readouterr().err
+    assert "it trained ppo on CartPole-v1 and this command asks for env CartPole-v1 -> " in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert cli.main(["train", f"resume={run}", "algo.learning_rate=0.5"]) == 2
+    assert "algo.learning_rate: 0.001 -> 0.5" in capsys.readouterr().err
+    assert {f: (run / f).read_bytes() for f in files} == before
+    # The plain retry works and keeps the first segment's result.
+    assert cli.main(["train", f"resume={run}", "total_timesteps=1024"]) == 0
+    saved = json.loads((run / "result.json").read_text())
+    assert saved["status"] == "finished" and saved["global_step"] >= 1024
+    assert [s["global_step"] for s in saved["segments"]] == [512]
+
+
+def test_resume_after_a_signal_in_the_final_evaluation_finishes_the_run(tmp_path):
+    """A signal during the final evaluation leaves the last checkpoint at the budget and
+    result.json "interrupted" with no return. Resuming with the same budget runs that
+    evaluation: the run ends "finished", logged and written like any (it used to stay
+    "interrupted", which a requeued sweep counts as not finished: found by a break pass)."""
+    overrides = [*COMMON, "log.progress=none", "total_timesteps=512", "resume=auto"]
+    first = train(to_train_config(cli._compose(overrides)), tmp_path)
+    # The state such a signal leaves (wind_down checkpoints before it evaluates).
+    cut = json.loads((tmp_path / "result.json").read_text())
+    cut.update(status="interrupted", interrupted_by="SIGTERM", eval_mean_return=None)
+    (tmp_path / "result.json").write_text(json.dumps(cut))
+    evals_before = [s for s, _ in scalar_steps(tmp_path, "eval/mean_return")]
+    again = train(to_train_config(cli._compose(overrides)), tmp_path)
+    assert again.status == "finished" and again.global_step == first.global_step
+    assert np.isfinite(again.eval_mean_return)
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["status"] == "finished" and saved["eval_mean_return"] == again.eval_mean_return
+    assert [s["status"] for s in saved["segments"]] == ["interrupted"]
+    evals = [s for s, _ in scalar_steps(tmp_path, "eval/mean_return")]
+    assert evals[-1] == first.global_step and len(evals) == len(evals_before) + 1
+
+
 def test_resume_of_a_checkpoint_from_before_a_new_setting(tmp_path):
     """A checkpoint written before a setting existed (algo.anneal_lr for SAC was added after
     runs were saved) resumes when the setting is left at its default, which is the behaviour

@@ -412,3 +412,62 @@ def test_statistics_helpers():
     lo, hi = bootstrap_ci(np.array([1.0, 2.0, 3.0, 4.0]), np.random.default_rng(0))
     assert 1.0 <= lo < 2.5 < hi <= 4.0
     assert bootstrap_ci(np.array([5.0]), np.random.default_rng(0)) == (5.0, 5.0)
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, monkeypatch):
+    """Default run and sweep directory names have a one-second resolution. Two runs of the same
+    algo/env/seed started in the same second shared one directory, and the second run's
+    checkpoint pruning deleted the first's checkpoints (found by a break pass). Here `now` is
+    frozen, so both runs (and both sweeps) ask for the same name."""
+    import datetime as dt
+
+    import hydra.core.utils
+
+    from drlcli import cli
+
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[override]
+            return cls(2026, 12, 1, 10, 0, 0)
+
+    monkeypatch.setattr(hydra.core.utils, "datetime", Frozen)
+    monkeypatch.chdir(tmp_path)
+    small = [
+        *TINY,
+        "total_timesteps=512",
+        "algo.num_steps=64",
+        "env.num_envs=4",
+        "log.progress=none",
+        "eval.episodes=1",
+    ]
+    for steps in (512, 1024):
+        assert cli.main(["train", *small, f"total_timesteps={steps}"]) == 0
+    runs = sorted((tmp_path / "outputs/runs/2026-12-01").iterdir())
+    assert [r.name for r in runs] == ["10-00-00_ppo_cartpole_s1", "10-00-00_ppo_cartpole_s1-2"]
+    steps = [json.loads((r / "result.json").read_text())["global_step"] for r in runs]
+    assert steps == [512, 1024]
+    for _ in range(2):
+        assert cli.main(["train", "-m", *small, "seed=1,2"]) == 0
+    sweeps = sorted((tmp_path / "outputs/multirun/2026-12-01").iterdir())
+    assert [s.name for s in sweeps] == ["10-00-00", "10-00-00-2"]
+    for sweep in sweeps:
+        jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+        assert jobs == ["0_ppo_cartpole_seed=1", "1_ppo_cartpole_seed=2"]
+        assert all((sweep / j / "result.json").is_file() for j in jobs)
+        assert json.loads((sweep / "summary.json").read_text())[0]["status"] == "finished"
+    # A directory the user names is used as given (resume=RUN_DIR relies on it).
+    named = tmp_path / "mine"
+    assert cli.main(["train", *small, f"hydra.run.dir={named}"]) == 0
+    assert cli.main(["train", *small, f"hydra.run.dir={named}"]) == 0
+    assert not (tmp_path / "mine-2").exists()
+
+
+def test_claim_dir_is_atomic(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from drlcli.sweep import claim_dir
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: claim_dir(tmp_path / "a" / "run"), range(16)))
+    assert len(set(got)) == 16
+    assert sorted(p.name for p in got) == sorted(["run", *(f"run-{n}" for n in range(2, 17))])

@@ -31,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from drlcli import interrupts
 from drlcli.config import VECTORIZATIONS, EnvConfig
 from drlcli.errors import DrlError, did_you_mean
 from drlcli.spaces import (
@@ -453,8 +454,13 @@ def _make_guarded_env(cfg: EnvConfig, name: str) -> gym.Env:
     return _EnvGuard(make_single_env(cfg), name)
 
 
+_ASYNC_POLL_S = 0.1  # how often a wait on async env workers checks for a stop request
+
+
 class VecEnv:
     """A gymnasium vector env plus drlcli's bookkeeping. Observations come out as float32."""
+
+    _async_pending = False  # an async call was cut before its reply (close() kills the workers)
 
     def __init__(
         self,
@@ -588,6 +594,8 @@ class VecEnv:
         if self._async:
             gym.logger.min_level = gym.logger.ERROR + 1
         try:
+            if self._async:
+                return self._call_async(method, *args, **kwargs)
             return getattr(self.env, method)(*args, **kwargs)
         except DrlError:
             raise
@@ -598,6 +606,19 @@ class VecEnv:
             raise named from exc
         finally:
             gym.logger.min_level = level
+
+    def _call_async(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """An AsyncVectorEnv's ``method`` (step, reset or call), waited for in short polls
+        that honour a stop request (:func:`drlcli.interrupts.check`): gymnasium's own wait
+        blocks without end on an env that hangs, and no SIGTERM would stop the run. A wait cut
+        this way leaves the workers mid-call; :meth:`close` then kills them."""
+        getattr(self.env, f"{method}_async")(*args, **kwargs)
+        self._async_pending = True
+        for pipe in self.env.parent_pipes:
+            while not pipe.poll(_ASYNC_POLL_S):  # True on a reply, or on EOF (a dead worker)
+                interrupts.check()
+        self._async_pending = False
+        return getattr(self.env, f"{method}_wait")()
 
     def _name_failing_env(self, exc: Exception, method: str) -> DrlError | None:
         envs = getattr(self.env, "envs", None) or []
@@ -806,6 +827,15 @@ class VecEnv:
         return eps
 
     def close(self) -> None:
+        if self._async_pending:
+            # Cut mid-call (an env that hangs): gymnasium's close would wait for the reply
+            # for ever, and the workers ignore SIGTERM (_make_guarded_env), so kill them.
+            for process in self.env.processes:
+                if process.is_alive():
+                    process.kill()
+            self._async_pending = False
+            self.env.close(terminate=True)
+            return
         self.env.close()
 
     # --- checkpointing ---------------------------------------------------------------

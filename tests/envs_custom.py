@@ -6,6 +6,7 @@ Importing this module registers them with gymnasium, as a user's package does, s
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -107,6 +108,25 @@ class Fragile(_Strict):
         return np.zeros(2, np.float32), 0.0, False, False, {}
 
 
+class HangsAt(_Strict):
+    """step() never returns from the ``at``-th step of its life on (a simulator that locks
+    up); run it in env worker processes, where only killing the worker ends it."""
+
+    def __init__(self, at: int = 300):
+        self.at, self.t = at, 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> Any:
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action: Any) -> Any:
+        self._check(action)
+        self.t += 1
+        while self.t >= self.at:
+            time.sleep(1)
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
 class NoRenderMode(Shifted):
     """A constructor without render_mode and no render modes at all."""
 
@@ -132,5 +152,6 @@ _register("DrlEndless-v0", Endless)  # no time limit: the fault under test
 _register("DrlNanAt-v0", NanAt, max_episode_steps=100)
 _register("DrlConstant-v0", Constant)
 _register("DrlFragile-v0", Fragile, max_episode_steps=100)
+_register("DrlHangsAt-v0", HangsAt, max_episode_steps=100)
 _register("DrlNoRenderMode-v0", NoRenderMode, max_episode_steps=50)
 _register("DrlHumanOnly-v0", HumanOnly, max_episode_steps=50)

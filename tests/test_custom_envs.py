@@ -4,6 +4,7 @@ The envs live in tests/envs_custom.py (importing it registers them, as a user's 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -290,6 +291,55 @@ def test_sigterm_stops_an_endless_loop_with_a_checkpoint(drl, clean_env, tmp_pat
     assert result["status"] == "interrupted" and result["interrupted_by"] == "SIGTERM"
     if where == "final eval":
         assert result["global_step"] == 512  # every training step was done and saved
+
+
+@pytest.mark.parametrize("hardware", ["workers", "async"])
+def test_a_group_sigterm_cuts_an_env_worker_that_hangs(drl, clean_env, tmp_path, hardware):
+    """An env whose step() never returns, in worker processes: a SIGTERM to the whole process
+    group (SLURM's preemption) must still end the run within the grace period, with a
+    checkpoint and status 143. gymnasium's AsyncVectorEnv waits on its workers without end
+    and its close() waits on the pending step: async hung for ever before."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            drl,
+            "train",
+            *FAST,
+            f"env.id={MOD}:DrlHangsAt-v0",
+            "+env.kwargs={at: 200}",
+            *PPO,
+            f"hardware.vectorization={hardware}",
+            "hardware.num_workers=2",
+            "checkpoint.every=256",
+            "total_timesteps=100000000",
+            "checkpoint.stop_grace_s=1",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=tmp_path,
+        env=subprocess_env(clean_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a batch job has
+    )
+    # 4 envs hang at their 200th step: after 199 x 4 env steps, a few seconds in.
+    deadline = time.time() + 60
+    while len(ckpt.list_checkpoints(run / "checkpoints")) < 3 and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(2)  # well into the hang
+    sent = time.perf_counter()
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert time.perf_counter() - sent < 15, out
+    assert proc.returncode == 143, out
+    assert "Resume with:" in out
+    steps = [s for s, _ in ckpt.list_checkpoints(run / "checkpoints")]
+    assert steps and steps[-1] >= 768, out
+    assert result_of(run)["status"] == "interrupted"
 
 
 # --- 4. NaN from the env ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from torch import nn
 
 from drlcli.errors import DrlError
 from drlcli.heads import BernoulliHead, MultiCategoricalHead
-from drlcli.spaces import image_parts
+from drlcli.spaces import image_layout, image_parts
 
 if TYPE_CHECKING:
     from drlcli.encoders import CombinedEncoder
@@ -869,14 +869,17 @@ def is_image(space: gym.Space) -> bool:
 
 class NatureCNN(nn.Module):
     """The DQN Nature paper's torso (Mnih et al. 2015): 32 8x8/4, 64 4x4/2, 64 3x3/1 convs,
-    then 512 units, ReLU. Pixels (uint8 values 0-255) are scaled to [0, 1] inside."""
+    then 512 units, ReLU. Pixels are scaled to [0, 1] inside: divided by 255 unless the
+    space's bounds already lie within [0, 1] (a float image env; dividing it by 255 too
+    left inputs of ~0.004)."""
 
     def __init__(self, space: gym.Space, features: int = 512, ortho: bool = True):
         super().__init__()
-        shape = tuple(space.shape or ())
-        # Channels first unless the last axis looks like colour / a short stack.
-        self.channels_last = shape[-1] <= 4 < shape[0]
-        c, h, w = (shape[2], shape[0], shape[1]) if self.channels_last else shape
+        # The smaller of the first and last axes holds the channels (drlcli.spaces).
+        c, h, w, self.channels_last = image_layout(tuple(space.shape or ()))
+        high = getattr(space, "high", None)
+        in_unit_range = high is not None and bool(np.all(np.asarray(high) <= 1.0))
+        self.pixel_scale = 1.0 if in_unit_range else 255.0
         self.convs = nn.Sequential(
             nn.Conv2d(c, 32, 8, stride=4),
             nn.ReLU(),
@@ -900,7 +903,7 @@ class NatureCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.permute(0, 3, 1, 2)
-        return torch.relu(self.fc(self.convs(x / 255.0)))
+        return torch.relu(self.fc(self.convs(x / self.pixel_scale)))
 
 
 def image_torso(

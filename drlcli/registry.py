@@ -14,6 +14,7 @@ import importlib
 from functools import cache
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from drlcli.algos.base import Algorithm, AlgoSpec, EnvInfo
@@ -102,6 +103,19 @@ def check_compatible(
             f"algo={name} cannot act in the action space {action_space}: it supports "
             f"{_action_words(s)} action spaces. {s.hint} "
             "Pick another algorithm or env (`drl list`)."
+        )
+    if (
+        s.bounded_actions
+        and isinstance(action_space, gym.spaces.Box)
+        and not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all())
+    ):
+        squashing = sorted(n for n, other in specs().items() if other.bounded_actions)
+        raise DrlError(
+            f"algo={name} cannot act in the unbounded action space {action_space}: "
+            f"{', '.join(squashing)} squash actions into the Box's bounds, so every low and "
+            "high must be finite. Declare the bounds the env really takes in its action_space "
+            "(or in a wrapper, env.wrappers), or use ppo, a2c or trpo, whose Gaussian policies "
+            "take unbounded actions."
         )
     if not isinstance(observation_space, s.observation_spaces):
         raise DrlError(

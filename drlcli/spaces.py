@@ -23,6 +23,7 @@ each entry, concatenated) for ``MultiDiscrete(nvec)``. Masked logits are set to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,36 @@ MASKED_LOGIT = -1e8
 
 def _is_image_box(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+
+
+# The Nature-CNN's convolutions (8x8 stride 4, 4x4 stride 2, 3x3 stride 1) need 36 pixels.
+MIN_IMAGE_SIDE = 36
+
+
+def image_layout(shape: Sequence[int]) -> tuple[int, int, int, bool]:
+    """(channels, height, width, channels_last) of a 3-D image ``shape``: the channel axis is
+    the first or the last, whichever is smaller (a tie: the first, torch's layout), so
+    (4, 84, 84) frame stacks and (84, 84, 3) colour or (84, 84, 6) two-frame colour images are
+    all read right."""
+    a, b, c = (int(n) for n in shape)
+    if c < a:
+        return c, a, b, True
+    return a, b, c, False
+
+
+def image_problem(shape: Sequence[int], what: str) -> str | None:
+    """None when the Nature-CNN can take an image of ``shape``, else one sentence naming it
+    (``what``: how to call it, e.g. "the image observation")."""
+    channels, height, width, last = image_layout(shape)
+    if min(height, width) >= MIN_IMAGE_SIDE:
+        return None
+    layout = "(H, W, C)" if last else "(C, H, W)"
+    return (
+        f"{what} {tuple(shape)}, read as {layout}: {height} x {width} pixels in {channels} "
+        f"channels, is smaller than the {MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE} pixels the "
+        "Nature-CNN needs (resize it, e.g. env.wrappers with gymnasium's ResizeObservation, or "
+        "flatten a 3-D array that is not an image with FlattenObservation)"
+    )
 
 
 @dataclass(frozen=True)
@@ -159,6 +190,8 @@ def observation_problem(space: gym.Space) -> str | None:
     if isinstance(space, LEAF_SPACES):
         if isinstance(space, gym.spaces.MultiDiscrete) and np.asarray(space.nvec).ndim != 1:
             return f"a MultiDiscrete observation space must be 1-D, got nvec shape {space.shape}"
+        if _is_image_box(space):
+            return image_problem(space.shape or (), "the image observation")
         return None
     parts: list[tuple[str, gym.Space]]
     if isinstance(space, gym.spaces.Dict):
@@ -173,12 +206,9 @@ def observation_problem(space: gym.Space) -> str | None:
         )
     for key, sub in parts:
         if _is_image_box(sub):
-            shape = tuple(sub.shape or ())
-            if min(shape[:2]) < 36 and min(shape[1:]) < 36:
-                return (
-                    f"the image part '{key}' {sub.shape} is smaller than the 36 x 36 pixels "
-                    "the Nature-CNN needs"
-                )
+            problem = image_problem(sub.shape or (), f"the image part '{key}'")
+            if problem is not None:
+                return problem
             continue
         problem = observation_problem(sub)
         if problem is not None:

@@ -272,7 +272,39 @@ class MaskedMultiChoice(_Contexts):
         return reward
 
 
+# --- spaces refused before a run ------------------------------------------------------------
+class UnboundedAct(_Contexts):
+    """A continuous action without bounds (Box(-inf, inf)): reward -(a - context)^2."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+    def _draw(self) -> None:
+        self.c = float(self.np_random.uniform(-1, 1))
+
+    def _obs(self) -> Any:
+        return np.array([self.c], np.float32)
+
+    def _reward(self, action: Any) -> float:
+        return -float((np.asarray(action)[0] - self.c) ** 2)
+
+
+class TinyImageObs(UnboundedAct):
+    """A 20 x 20 colour image: too small for the Nature-CNN."""
+
+    observation_space = gym.spaces.Box(0, 255, (20, 20, 3), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def _obs(self) -> Any:
+        return np.zeros((20, 20, 3), np.uint8)
+
+    def _reward(self, action: Any) -> float:
+        return 0.0
+
+
 for _name in (
+    "UnboundedAct",
+    "TinyImageObs",
     "MultiDiscreteObs",
     "MultiBinaryObs",
     "DictObs",

@@ -168,6 +168,10 @@ def test_dqn_target_maximizes_over_legal_next_actions_only():
     [
         (["algo=sac", f"env.id={MOD}:DrlMultiDiscreteAct-v0"], "supports Box"),
         (["algo=dqn", f"env.id={MOD}:DrlMultiBinaryAct-v0"], "supports Discrete"),
+        (["algo=sac", f"env.id={MOD}:DrlUnboundedAct-v0"], "unbounded action space .* finite"),
+        (["algo=ddpg", f"env.id={MOD}:DrlUnboundedAct-v0"], "unbounded action space"),
+        (["algo=crossq", f"env.id={MOD}:DrlUnboundedAct-v0"], "unbounded action space"),
+        (["algo=ppo", f"env.id={MOD}:DrlTinyImageObs-v0"], r"\(20, 20, 3\), read as \(H, W, C\)"),
         (["algo=trpo", f"env.id={MOD}:DrlMaskedChoice-v0"], "Algorithms that honour masks: a2c"),
         (["algo=ppo_gru", f"env.id={MOD}:DrlMaskedChoiceMethod-v0"], "recurrent"),
         (["algo=reinforce", f"env.id={MOD}:DrlMaskedMultiChoice-v0"], "does not use them"),
@@ -205,6 +209,48 @@ def test_images_inside_a_dict_get_a_cnn_each_and_an_mlp_for_the_rest():
     small = gym.spaces.Dict({"img": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)})
     with pytest.raises(DrlError, match=r"image part 'img'.*36 x 36"):
         registry.check_compatible("ppo", small, gym.spaces.Discrete(2))
+
+
+@pytest.mark.parametrize(
+    "shape,layout",
+    [
+        ((4, 84, 84), (4, 84, 84, False)),  # a frame stack, channels first
+        ((84, 84, 3), (3, 84, 84, True)),  # colour, channels last
+        ((84, 84, 6), (6, 84, 84, True)),  # two colour frames, channels last
+        ((64, 48, 12), (12, 64, 48, True)),
+        ((2, 40, 50), (2, 40, 50, False)),
+    ],
+)
+def test_image_layouts_are_read_and_the_cnn_takes_them(shape, layout):
+    from drlcli.networks import NatureCNN
+    from drlcli.spaces import image_layout
+
+    assert image_layout(shape) == layout
+    space = gym.spaces.Box(0, 255, shape, np.uint8)
+    registry.check_compatible("ppo", space, gym.spaces.Discrete(2))
+    cnn = NatureCNN(space)
+    assert cnn(torch.zeros(2, *shape)).shape == (2, 512)
+
+
+def test_float_images_in_the_unit_range_are_not_divided_by_255():
+    from drlcli.networks import NatureCNN
+
+    assert NatureCNN(gym.spaces.Box(0, 255, (36, 36, 3), np.uint8)).pixel_scale == 255.0
+    assert NatureCNN(gym.spaces.Box(0.0, 255.0, (36, 36, 3), np.float32)).pixel_scale == 255.0
+    assert NatureCNN(gym.spaces.Box(0.0, 1.0, (36, 36, 3), np.float32)).pixel_scale == 1.0
+
+
+@pytest.mark.parametrize(
+    "shape,read",
+    [((84, 20, 3), "(H, W, C): 84 x 20 pixels in 3 channels"), ((2, 3, 4), "(C, H, W): 3 x 4")],
+)
+def test_an_image_too_small_for_the_cnn_is_named_before_a_run(shape, read):
+    space = gym.spaces.Box(0, 255, shape, np.uint8)
+    with pytest.raises(DrlError) as err:
+        registry.check_compatible("ppo", space, gym.spaces.Discrete(2))
+    message = str(err.value)
+    assert f"the image observation {shape}, read as {read}" in message
+    assert "36 x 36 pixels the Nature-CNN needs" in message and "ResizeObservation" in message
 
 
 def test_normalization_leaves_pixels_and_one_hots_raw():

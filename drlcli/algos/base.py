@@ -82,6 +82,8 @@ class AlgoSpec:
     family:             "on-policy", "off-policy" or "asynchronous" (``drl list``).
     compilable:         whether ``hardware.compile`` applies: its Algorithm implements
                         ``compile_learner(mode)``.
+    bounded_actions:    whether its actor squashes actions into a Box's bounds (tanh, then
+                        scaled), so every bound must be finite.
     """
 
     name: str
@@ -95,6 +97,7 @@ class AlgoSpec:
     hint: str = ""
     action_masks: bool = False
     compilable: bool = False
+    bounded_actions: bool = False
 
 
 CONTINUOUS_HINT = "acts in continuous (Box) spaces; for discrete actions use dqn or ppo."

@@ -346,5 +346,6 @@ SPECS = (
         "off-policy",
         validate=validate_crossq,
         hint="CrossQ " + CONTINUOUS_HINT,
+        bounded_actions=True,
     ),
 )

@@ -382,5 +382,6 @@ SPECS = (
         validate=validate_sac,
         hint="SAC " + CONTINUOUS_HINT,
         compilable=True,
+        bounded_actions=True,
     ),
 )

@@ -221,6 +221,7 @@ SPECS = tuple(
         validate=validate_td3,
         hint=f"{name.upper()} " + CONTINUOUS_HINT,
         compilable=True,
+        bounded_actions=True,
     )
     for name in ("td3", "ddpg")
 )

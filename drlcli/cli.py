@@ -705,10 +705,9 @@ def resume_run_dir(overrides: list[str]) -> str | None:
 
 def resume_overrides(overrides: list[str]) -> list[str]:
     """For `resume=RUN_DIR`: the run's original overrides, then the new ones, writing into the
-    same directory. Fails (before anything is written) when RUN_DIR holds no usable run."""
+    same directory. Fails (before anything is written) when RUN_DIR is not a run directory;
+    preflight then loads its checkpoint once, to check it loads and fits the config."""
     import yaml
-
-    from drlcli import checkpoint as ckpt
 
     value = resume_run_dir(overrides)
     if value is None:
@@ -720,7 +719,6 @@ def resume_overrides(overrides: list[str]) -> list[str]:
             f"resume={value}: '{run_dir}' is not a drl run directory (no .hydra/overrides.yaml). "
             "Pass the directory of a run, e.g. outputs/runs/<date>/<time>_ppo_cartpole_s1."
         )
-    ckpt.latest_loadable(run_dir / "checkpoints")  # fails clearly when nothing can be loaded
     merged: dict[str, str] = {}
     for o in [*(yaml.safe_load(saved.read_text()) or []), *overrides]:
         key = _override_key(o)
@@ -878,6 +876,8 @@ def cmd_eval(argv: list[str]) -> int:
     parser.add_argument("--checkpoint", type=Path, default=None, help="a specific .pt file")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     args = parser.parse_args(argv)
+    if args.episodes is not None and args.episodes < 1:  # before loading anything
+        raise DrlError(f"--episodes must be at least 1, got {args.episodes}.")
     report = run_eval(
         args.run_dir,
         args.episodes,
@@ -907,7 +907,13 @@ def cmd_compare(argv: list[str]) -> int:
 
     from rich.markdown import Markdown
 
-    from drlcli.compare import MIN_SEEDS, compare, markdown_table, small_group_warnings
+    from drlcli.compare import (
+        MIN_SEEDS,
+        compare,
+        markdown_table,
+        skipped_note,
+        small_group_warnings,
+    )
     from drlcli.logger import make_console
 
     parser = argparse.ArgumentParser(
@@ -925,10 +931,20 @@ def cmd_compare(argv: list[str]) -> int:
         default=None,
         help="draw a horizontal target line at this return (e.g. 475 for CartPole-v1)",
     )
+    parser.add_argument(
+        "--unfinished",
+        action="store_true",
+        help="also use failed, interrupted, pruned and still-running runs (their last point "
+        "counts as final); by default only runs whose result.json says finished or solved",
+    )
     args = parser.parse_args(argv)
-    rows, files = compare(args.paths, args.metric, args.out, target=args.target)
+    rows, files, skipped = compare(
+        args.paths, args.metric, args.out, target=args.target, unfinished=args.unfinished
+    )
     console = make_console()
     console.print(Markdown(markdown_table(rows, args.metric)))
+    if skipped:
+        print(f"drl: note: {skipped_note(skipped)}", file=sys.stderr)
     for warning in small_group_warnings(rows, MIN_SEEDS):
         print(f"drl: warning: {warning}", file=sys.stderr)
     console.print(f"wrote {files['png']}, {files['md']}, {files['csv']}")

@@ -10,6 +10,7 @@ return (mean, interquartile mean, 95% bootstrap CI of the mean).
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ from drlcli.logger import flatten
 
 # Keys that do not change what is learned; runs differing only in these (and the seed) group.
 IGNORED_PREFIXES = ("seed", "resume", "on_error", "log.", "checkpoint.", "hardware.", "eval.")
+
+# result.json statuses of runs that ran to their end (drlcli.runner.FINISHED).
+FINISHED = ("finished", "solved")
 
 # Below this many runs per group a percentile-bootstrap 95% CI is too narrow to trust (Agarwal
 # et al. 2021, "Deep RL at the edge of the statistical precipice", use 5+ runs and stratified
@@ -98,21 +102,60 @@ def read_scalar(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array([e.step for e in events], dtype=float), np.array([e.value for e in events])
 
 
-def load_runs(paths: list[Path], metric: str) -> tuple[list[Run], list[Path]]:
+def run_status(run_dir: Path) -> str | None:
+    """The ``status`` of a run's ``result.json``; None when it has none (still running, or
+    killed before it could write one)."""
+    try:
+        data = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("status") if isinstance(data, dict) else None
+
+
+def load_runs(
+    paths: list[Path], metric: str, unfinished: bool = False
+) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """The runs under ``paths`` that logged ``metric``, and the ones left out, each with why.
+    A run counts when its ``result.json`` says it finished (``finished`` or ``solved``): the
+    last point of a failed, interrupted, pruned or still-running run is not a final return.
+    ``unfinished=True`` keeps those too (curves of runs in progress)."""
     import yaml
 
     runs, skipped = [], []
     for run_dir in find_run_dirs(paths):
+        status = run_status(run_dir)
+        if not unfinished and status not in FINISHED:
+            skipped.append((run_dir, status or "no result.json (running or killed)"))
+            continue
         steps, values = read_scalar(run_dir, metric)
         if steps.size == 0:
-            skipped.append(run_dir)
+            skipped.append((run_dir, f"no '{metric}' points"))
             continue
         config = flatten(yaml.safe_load((run_dir / "config.yaml").read_text()))
         runs.append(Run(run_dir, config, steps, values))
     return runs, skipped
 
 
+def skipped_note(skipped: list[tuple[Path, str]], shown: int = 3) -> str:
+    """One line naming the runs ``load_runs`` left out, counted by reason."""
+    reasons: dict[str, list[Path]] = {}
+    for path, why in skipped:
+        reasons.setdefault(why, []).append(path)
+    parts = []
+    for why, found in reasons.items():
+        names = ", ".join(str(p) for p in found[:shown]) + (" ..." if len(found) > shown else "")
+        parts.append(f"{len(found)} {why} ({names})")
+    return (
+        f"left out {len(skipped)} run(s) without a final result: {'; '.join(parts)}. "
+        "--unfinished includes them (their last point counts as final)."
+    )
+
+
 def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs grouped by every setting but the seed and IGNORED_PREFIXES. Labels: the algorithm
+    and env where those differ between groups, then the settings that differ between groups of
+    the same algorithm and env. Settings that differ only because the algorithms do (PPO's
+    clip range against SAC's buffer size, or their default learning rates) are left out."""
     groups: dict[tuple, Group] = {}
     for run in runs:
         key = tuple(
@@ -120,16 +163,22 @@ def group_runs(runs: list[Run]) -> list[Group]:
         )
         groups.setdefault(key, Group(key)).runs.append(run)
     out = list(groups.values())
-    # Label each group by the settings that differ between groups (or by algo/env if none).
-    all_keys = {k for g in out for k, _ in g.key}
-    varying = sorted(k for k in all_keys if len({dict(g.key).get(k) for g in out}) > 1)
+
+    def varying(among: list[Group]) -> list[str]:
+        keys = sorted({k for g in among for k, _ in g.key})
+        return [k for k in keys if len({repr(dict(g.key).get(k)) for g in among}) > 1]
+
+    primary = [k for k in ("algo.name", "env.id") if k in varying(out)]
+    by_primary: dict[tuple, list[Group]] = {}
     for g in out:
-        d = dict(g.key)
-        g.label = (
-            ", ".join(f"{k}={d.get(k)}" for k in varying)
-            if varying
-            else f"{d.get('algo.name')} {d.get('env.id')}"
-        )
+        by_primary.setdefault(tuple(dict(g.key).get(k) for k in primary), []).append(g)
+    for same in by_primary.values():
+        within = [k for k in varying(same) if k not in primary]
+        for g in same:
+            d = dict(g.key)
+            names = [str(d.get(k)) for k in primary]
+            names += [f"{k}={d.get(k)}" for k in within]
+            g.label = ", ".join(names) or f"{d.get('algo.name')} {d.get('env.id')}"
     return sorted(out, key=lambda g: g.label)
 
 
@@ -300,18 +349,23 @@ def markdown_table(rows: list[dict[str, Any]], metric: str) -> str:
 
 
 def compare(
-    paths: list[Path], metric: str, out_dir: Path | None, target: float | None = None
-) -> tuple[list[dict], dict]:
+    paths: list[Path],
+    metric: str,
+    out_dir: Path | None,
+    target: float | None = None,
+    unfinished: bool = False,
+) -> tuple[list[dict], dict, list[tuple[Path, str]]]:
     """Load, group and summarize the runs under ``paths``; write the PNG and tables into
-    ``out_dir`` (default ``<first path>/compare``). Raises DrlError when no run logged
-    ``metric``."""
-    runs, skipped = load_runs(paths, metric)
+    ``out_dir`` (default ``<first path>/compare``). Returns the table rows, the files written
+    and the runs left out (see :func:`load_runs`). Raises DrlError when no run counts."""
+    runs, skipped = load_runs(paths, metric, unfinished)
     if not runs:
-        hint = f" ({len(skipped)} run(s) have no '{metric}' scalar)" if skipped else ""
+        hint = f" ({skipped_note(skipped)})" if skipped else ""
         raise DrlError(
-            f"No runs with TensorBoard '{metric}' data under {', '.join(map(str, paths))}{hint}. "
-            "Pass run or multirun directories (e.g. outputs/multirun/<date>/<time>); "
-            "--metric charts/episodic_return uses training episodes instead of evaluations."
+            f"No finished runs with TensorBoard '{metric}' data under "
+            f"{', '.join(map(str, paths))}{hint}. Pass run or multirun directories (e.g. "
+            "outputs/multirun/<date>/<time>); --metric charts/episodic_return uses training "
+            "episodes instead of evaluations."
         )
     groups = group_runs(runs)
     rows = summarize(groups)
@@ -319,4 +373,4 @@ def compare(
     files = write_outputs(groups, rows, out, metric, target=target)
     if any(math.isnan(r["mean"]) for r in rows):
         raise DrlError("A group's final return is NaN; check the runs' event files.")
-    return rows, files
+    return rows, files, skipped

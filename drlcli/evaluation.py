@@ -89,7 +89,7 @@ def _run_eval(
     seed: int | None,
     video: bool,
 ) -> EvalReport:
-    episodes = episodes or cfg.eval.episodes
+    episodes = cfg.eval.episodes if episodes is None else episodes  # 0 is an error, not "default"
     if episodes < 1:
         raise DrlError(f"--episodes must be at least 1, got {episodes}.")
     # The same eval seeds as training uses, so a fixed seed reproduces its final evaluation.

@@ -22,6 +22,35 @@ from rich.progress import (
 )
 from rich.table import Table
 
+# result.json's status -> TensorBoard's HPARAMS session status (interrupted: none written).
+SESSION_STATUS = {
+    "finished": "STATUS_SUCCESS",
+    "solved": "STATUS_SUCCESS",
+    "pruned": "STATUS_SUCCESS",
+    "failed": "STATUS_FAILURE",
+}
+
+
+def _session_end(status: str) -> Any:
+    """TensorBoard's HPARAMS session-end record with ``status`` (an api_pb2.Status name), built
+    from tensorboard's protos as torch's ``hparams`` helper does (tensorboard's own
+    ``session_end_pb`` needs TensorFlow)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    content = plugin_data_pb2.HParamsPluginData(
+        session_end_info=plugin_data_pb2.SessionEndInfo(
+            status=api_pb2.Status.Value(status), end_time_secs=time.time()
+        ),
+        version=metadata.PLUGIN_DATA_VERSION,
+    )
+    meta = SummaryMetadata(
+        plugin_data=SummaryMetadata.PluginData(
+            plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
+        )
+    )
+    return Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=meta)])
+
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dict -> {'a.b': v}; values become bool/int/float/str (TensorBoard hparams types)."""
@@ -201,15 +230,21 @@ class Logger:
         from torch.utils.tensorboard.summary import hparams as hp_summary
 
         metrics = {m: 0.0 for m in HPARAM_METRICS}
-        _, ssi, sei = hp_summary(params, metrics)
-        fw = self.writer._get_file_writer()
-        for summary in (ssi, sei):
-            fw.add_summary(summary)
+        # The session's end (its status) is written by close(): torch's helper makes the end
+        # record SUCCESS, and written here every failed run showed as a success.
+        _, ssi, _ = hp_summary(params, metrics)
+        self.writer._get_file_writer().add_summary(ssi)
 
-    def close(self, summary: dict[str, Any] | None = None) -> None:
+    def close(self, summary: dict[str, Any] | None = None, status: str | None = None) -> None:
+        """Stop the progress display, end the TensorBoard session and print ``summary``.
+        ``status``: how the run ended (result.json's status), written as the HPARAMS session
+        status: finished, solved and pruned runs Success, failed runs Failure; interrupted
+        runs (to be resumed) and None write no end record, so TensorBoard shows Unknown."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        if self.writer is not None and status in SESSION_STATUS:
+            self.writer._get_file_writer().add_summary(_session_end(SESSION_STATUS[status]))
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()

@@ -61,12 +61,15 @@ class RunHooks:
     start line (the tuned set applied and the values it changed).
     ``on_eval(step, mean_return)``: called after every periodic evaluation (not the final one);
     returning a reason string stops the run with status "pruned" (an Optuna pruner's verdict).
+    ``after_interrupt``: what to print after a signal stopped the run, instead of the
+    ``drl train resume=RUN_DIR`` command (a `drl tune` trial has no Hydra config to resume).
     """
 
     algo_label: str | None = None
     env_label: str | None = None
     notes: list[str] | None = None
     on_eval: Callable[[int, float], str | None] | None = None
+    after_interrupt: str | None = None
 
 
 def rollout_rounding(cfg: TrainConfig) -> tuple[int, int] | None:
@@ -492,13 +495,21 @@ def _payload(
 FINISHED = ("finished", "solved")
 
 
-def previous_status(run_dir: Path) -> str | None:
-    """The status in ``run_dir/result.json`` (None when there is none or it cannot be read)."""
+def read_result(run_dir: Path) -> dict[str, Any] | None:
+    """``run_dir/result.json`` as a dict, or None when there is none or it cannot be read."""
     try:
         data = json.loads((run_dir / "result.json").read_text())
     except (OSError, ValueError):
         return None
-    return data.get("status") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
+
+
+def record_result(run_dir: Path, record: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    """Write ``record`` as ``run_dir/result.json``; ``previous`` (the file's earlier content,
+    a resumed run's earlier segment) is kept under ``segments``, oldest first (issue #16)."""
+    if previous is not None:
+        record["segments"] = [*previous.pop("segments", []), previous]
+    (run_dir / "result.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def write_result(run_dir: Path, result: RunResult, resumed: bool, already_done: bool) -> None:
@@ -508,14 +519,10 @@ def write_result(run_dir: Path, result: RunResult, resumed: bool, already_done: 
     top level is the latest segment. A requeued job whose run had already finished leaves the
     file as it is: re-evaluating it is no new training, and its SPS and wall time would be 0.
     """
-    path = run_dir / "result.json"
-    previous = json.loads(path.read_text()) if resumed and path.is_file() else None
+    previous = read_result(run_dir) if resumed else None
     if already_done and previous is not None:
         return
-    data: dict[str, Any] = asdict(result)
-    if previous is not None:
-        data["segments"] = [*previous.pop("segments", []), previous]
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    record_result(run_dir, asdict(result), previous)
 
 
 def _train_loop(
@@ -541,8 +548,8 @@ def _train_loop(
                 if interrupt.signal is not None:
                     run.status = "interrupted"
                     break
-        except BaseException:
-            run.logger.close()
+        except BaseException as exc:  # a second Ctrl-C is no failure
+            run.logger.close(status="failed" if isinstance(exc, Exception) else None)
             raise
         run.wind_down()
     return run.report(interrupt.signal)
@@ -585,14 +592,16 @@ class TrainingRun:
         # during the final evaluation left it "interrupted"), this evaluation is its final one:
         # logged and written like any (found by a break pass: the run stayed "interrupted").
         self.eval_only = resume_state is not None and self.start_step >= cfg.total_timesteps
-        self.already_done = self.eval_only and previous_status(run_dir) in FINISHED
+        self.already_done = (
+            self.eval_only and (read_result(run_dir) or {}).get("status") in FINISHED
+        )
         self.ckpt_dir = run_dir / "checkpoints"
         save_run_files(cfg, run_dir, command, resolved, self.start_step if resume_state else None)
-        rounding = rollout_rounding(cfg)
+        self.rounding = rollout_rounding(cfg)
         self.logger = Logger(
             run_dir,
             # The steps the run will take: "step 16384/3000" read as a bug (a break pass).
-            rounding[1] if rounding else cfg.total_timesteps,
+            self.rounding[1] if self.rounding else cfg.total_timesteps,
             cfg.log.tensorboard and not self.already_done,
             cfg.log.progress,
             cfg.log.console_every_s,
@@ -683,9 +692,8 @@ class TrainingRun:
         )
         for note in hooks.notes or []:
             logger.line(note)
-        rounding = rollout_rounding(cfg)
-        if rounding and not self.eval_only:
-            per_update, runs = rounding
+        if self.rounding and not self.eval_only:
+            per_update, runs = self.rounding
             rollout_cfg: Any = cfg.algo
             logger.line(
                 f"drl: total_timesteps={cfg.total_timesteps} rounds up to {runs} env steps: each "
@@ -901,12 +909,14 @@ class TrainingRun:
                 "wall time (s)": wall,
                 "SPS": result.sps,
                 "run dir": str(self.run_dir),
-            }
+            },
+            status=self.status,
         )
         if self.status == "interrupted":
+            then = self.hooks.after_interrupt or f"Resume with:\n  drl train resume={self.run_dir}"
             print(
                 f"drl: stopped by {signal_name} at step {step}; checkpoint saved in "
-                f"{self.ckpt_dir}. Resume with:\n  drl train resume={self.run_dir}",
+                f"{self.ckpt_dir}. {then}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -19,6 +19,8 @@ def write_failure(run_dir: Path, error: str, step: int | None = None) -> None:
     """Record a failed run in ``run_dir/result.json``. A result already there (an earlier
     segment of a resumed run) is kept under ``segments``, as write_result keeps it: a failed
     resume must not erase the figures of the run it continued."""
+    from drlcli.runner import read_result, record_result
+
     run_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "run_dir": str(run_dir),
@@ -28,14 +30,7 @@ def write_failure(run_dir: Path, error: str, step: int | None = None) -> None:
         "eval_mean_return": None,
         "wall_time_s": None,
     }
-    path = run_dir / "result.json"
-    try:
-        previous = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
-        previous = None
-    if isinstance(previous, dict):
-        record["segments"] = [*previous.pop("segments", []), previous]
-    (run_dir / "result.json").write_text(json.dumps(record, indent=2) + "\n")
+    record_result(run_dir, record, read_result(run_dir))
 
 
 def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from drlcli.compare import bootstrap_ci, iqm
+from drlcli.errors import DrlError
 
 TINY = [
     "total_timesteps=2048",
@@ -141,6 +142,59 @@ def test_compare_writes_png_and_tables_matching_events(multirun, drl, tmp_path):
         )
 
 
+def test_compare_counts_only_finished_runs_and_names_the_rest(multirun, tmp_path):
+    """A failed run's last evaluation, or a running one's, is no final return: such runs were
+    averaged in as if finished. Now they are left out and named (found by a break pass)."""
+    import shutil
+
+    from drlcli.compare import compare
+
+    sweep, _ = multirun
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    jobs = job_dirs(copy)
+    failed = json.loads((jobs[0] / "result.json").read_text())
+    (jobs[0] / "result.json").write_text(json.dumps(dict(failed, status="failed")))
+    (jobs[1] / "result.json").unlink()
+    rows, _, skipped = compare([copy], "eval/mean_return", tmp_path / "out")
+    assert sum(r["runs"] for r in rows) == 2
+    assert sorted(why for _, why in skipped) == ["failed", "no result.json (running or killed)"]
+    rows, _, skipped = compare([copy], "eval/mean_return", tmp_path / "out", unfinished=True)
+    assert sum(r["runs"] for r in rows) == 4 and not skipped
+    for job in jobs[2:]:
+        (job / "result.json").unlink()
+    (jobs[0] / "result.json").unlink()
+    with pytest.raises(DrlError, match=r"No finished runs .*left out 4 run\(s\)"):
+        compare([copy], "eval/mean_return", tmp_path / "out")
+
+
+def test_compare_labels_groups_by_algo_then_what_differs_within_it():
+    """Comparing PPO and SAC labelled every group by each algorithm-specific key (PPO's
+    clip range = None for SAC, ...); labels now name the algorithm, and the settings only
+    where groups of one algorithm differ."""
+    from drlcli.compare import Run, group_runs
+
+    def run_of(**config):
+        return Run(Path("x"), config, np.array([1.0]), np.array([0.0]))
+
+    ppo = {"algo.name": "ppo", "env.id": "Pendulum-v1", "algo.clip_coef": 0.2}
+    sac = {"algo.name": "sac", "env.id": "Pendulum-v1", "algo.buffer_size": 10**6}
+    runs = [
+        run_of(**ppo, **{"algo.learning_rate": 3e-4}),
+        run_of(**ppo, **{"algo.learning_rate": 1e-3}),
+        run_of(**sac, **{"algo.learning_rate": 1e-3}),
+        run_of(**sac, **{"algo.learning_rate": 1e-3, "seed": 2}),
+    ]
+    labels = [g.label for g in group_runs(runs)]
+    assert labels == ["ppo, algo.learning_rate=0.0003", "ppo, algo.learning_rate=0.001", "sac"]
+    same_algo = [run_of(**ppo, **{"algo.learning_rate": lr}) for lr in (3e-4, 1e-3)]
+    assert [g.label for g in group_runs(same_algo)] == [
+        "algo.learning_rate=0.0003",
+        "algo.learning_rate=0.001",
+    ]
+    assert [g.label for g in group_runs(same_algo[:1])] == ["ppo Pendulum-v1"]
+
+
 def test_compare_plot_has_target_markers_zero_origin_and_labels(multirun):
     from drlcli.compare import group_runs, load_runs, plot_curves
 
@@ -250,6 +304,22 @@ def test_failed_job_is_reported_and_the_sweep_goes_on(drl, tmp_path):
     rows = json.loads((tmp_path / "sweep" / "summary.json").read_text())
     assert [r["status"] for r in rows] == ["failed", "finished"]
     assert "returned a non-finite reward at env step 100" in rows[0]["error"]
+    # TensorBoard's HPARAMS status says the same (every run was a "success" before).
+    statuses = [session_status(Path(r["run_dir"])) for r in rows]
+    assert statuses == ["STATUS_FAILURE", "STATUS_SUCCESS"]
+
+
+def session_status(run_dir: Path) -> str | None:
+    """The HPARAMS session status a run's event file ends with, as TensorBoard reads it."""
+    from tensorboard.plugins.hparams import api_pb2
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams").get("_hparams_/session_end_info")
+    if content is None:
+        return None
+    status = plugin_data_pb2.HParamsPluginData.FromString(content).session_end_info.status
+    return api_pb2.Status.Name(status)
 
 
 def test_on_error_stop_stops_the_sweep(drl, tmp_path):
@@ -405,6 +475,9 @@ def test_eval_reproduces_the_final_training_evaluation(drl, tmp_path):
     assert gif.read_bytes()[:6] == b"GIF89a"
     bad = run([drl, "eval", str(tmp_path / "missing")], tmp_path, None)
     assert bad.returncode == 2 and "is not a directory" in bad.stderr
+    # --episodes 0 was taken as "the run's default" and evaluated 3 episodes.
+    bad = run([drl, "eval", str(tmp_path / "r"), "--episodes", "0"], tmp_path, None)
+    assert bad.returncode == 2 and "--episodes must be at least 1, got 0" in bad.stderr
 
 
 def test_statistics_helpers():

@@ -74,10 +74,19 @@ class Param:
         return trial.suggest_categorical(self.name, self.choices)
 
     def example(self) -> Any:
-        """A value inside the space (for checking the key and type before the study starts)."""
+        """A value inside the space, for checking the key and type before the study starts: the
+        first choice, or the middle of the range (geometric for ``log``, on the ``step`` grid).
+        Not ``low``: a range may start at a value the config refuses (``clip_coef`` from 0.0)
+        and still be a valid space, its edge a trial that fails."""
         if self.kind == "categorical":
             return self.choices[0]
-        return int(self.low) if self.kind == "int" else float(self.low)  # type: ignore[arg-type]
+        assert self.low is not None and self.high is not None
+        low, high = float(self.low), float(self.high)
+        mid = math.sqrt(low * high) if self.log else (low + high) / 2
+        if self.step:
+            mid = low + round((mid - low) / float(self.step)) * float(self.step)
+        mid = min(max(mid, low), high)
+        return round(mid) if self.kind == "int" else float(mid)
 
 
 @dataclass
@@ -317,11 +326,27 @@ class TuneSpec:
     pruner: str
     seeds: int
     startup_trials: int
-    sampler_seed: int
+    sampler_seed: int  # --sampler-seed, or drawn at random and printed
     total_timesteps: int
     eval_every: int
     base_seed: int
     algo_env: str  # "<algo>_<env>" of the trials' config choices, for the tuned-set file name
+    earlier_trials: int = 0  # trials the study held when this command started
+    base_tuned: dict[str, Any] = field(default_factory=dict)  # flat, see write_best
+
+
+def worker_sampler_seed(spec: TuneSpec, worker: int) -> int:
+    """The seed of worker ``worker``'s sampler: ``--sampler-seed`` itself for the first worker
+    of a new study (so a study is reproducible from its seed), otherwise a seed derived from
+    (sampler seed, trials already in the study, worker) with numpy's SeedSequence. Parallel
+    workers, and a command run again to add trials, would otherwise draw the same startup
+    points as before: the same seed gives a random or TPE sampler the same sequence."""
+    if spec.earlier_trials == 0 and worker == 0:
+        return spec.sampler_seed
+    import numpy as np
+
+    entropy = [spec.sampler_seed, spec.earlier_trials, worker]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def format_value(value: Any) -> str:
@@ -336,6 +361,14 @@ def trial_dir_name(number: int, params: dict[str, Any]) -> str:
     parts = ",".join(f"{k}={format_value(v)}" for k, v in params.items())
     name = f"trial_{number:04d}_{parts}"
     return re.sub(r"[/\\]", "_", name)
+
+
+# Printed when a signal stops a trial's run (instead of `drl train resume=...`, which a trial
+# directory cannot take: it holds no Hydra config).
+TRIAL_INTERRUPTED = (
+    "The trial is recorded as failed; the same drl tune command adds new trials to the study "
+    "(a trial is not resumed)."
+)
 
 
 class TrialFailedError(Exception):
@@ -384,7 +417,8 @@ def _objective(trial: Any, spec: TuneSpec) -> float:
                 (run_dir / "train.log").open("w") as log,
                 contextlib.redirect_stdout(log),
             ):
-                result = train(cfg, run_dir, command, RunHooks(on_eval=on_eval))
+                hooks = RunHooks(on_eval=on_eval, after_interrupt=TRIAL_INTERRUPTED)
+                result = train(cfg, run_dir, command, hooks)
         except Exception as exc:
             msg = str(exc) if isinstance(exc, DrlError) else f"{type(exc).__name__}: {exc}"
             write_failure(run_dir, msg)
@@ -427,7 +461,7 @@ def run_worker(spec: TuneSpec, n_trials: int, worker: int) -> None:
     study = optuna.load_study(
         study_name=spec.study_name,
         storage=open_storage(spec.storage),
-        sampler=make_sampler(spec.sampler, spec.sampler_seed + worker, spec.startup_trials),
+        sampler=make_sampler(spec.sampler, worker_sampler_seed(spec, worker), spec.startup_trials),
         pruner=make_pruner(
             spec.pruner,
             spec.startup_trials,
@@ -468,8 +502,38 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {'a.b': value}, values kept as they are (lists, None)."""
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_leaves(value, f"{prefix}{key}."))
+    return out
+
+
+def trial_hyperparameters(composed: Any, algo: str, env: str) -> dict[str, Any]:
+    """{'algo.x': value, 'env.y': value} for every ``algo.*`` / ``env.*`` setting in which the
+    trials' config (``composed``: tuned set, search overrides and command line applied) differs
+    from the pair's defaults without a tuned set. With the swept values on top, this is the
+    tuned set that trains as the best trial did: the swept keys alone would drop the rest of
+    the tuned set the trials started from (PPO CartPole's 8 envs, batch, gamma, ...)."""
+    from omegaconf import OmegaConf
+
+    from drlcli.cli import _compose
+
+    base = _leaves(OmegaConf.to_container(_compose([f"algo={algo}", f"env={env}", "~tuned"])))
+    trial = _leaves(OmegaConf.to_container(composed, resolve=True))
+    return {
+        key: value
+        for key, value in trial.items()
+        if key.split(".", 1)[0] in ("algo", "env") and (key not in base or base[key] != value)
+    }
+
+
 def write_best(study: Any, spec: TuneSpec, path: Path) -> None:
-    """The best trial's parameters as a tuned set (``conf/tuned/<algo>_<env>.yaml`` format)."""
+    """The best trial as a tuned set (``conf/tuned/<algo>_<env>.yaml`` format): its swept values
+    over every other hyperparameter its run was given (``spec.base_tuned``)."""
     import yaml
 
     best = study.best_trial
@@ -478,9 +542,12 @@ def write_best(study: Any, spec: TuneSpec, path: Path) -> None:
         f"# Best trial {best.number} of Optuna study '{spec.study_name}' ({spec.search} search, "
         f"{spec.sampler} sampler, {spec.pruner} pruner): final mean eval return "
         f"{best.value:.2f}, {time.strftime('%Y-%m-%d')}.",
+        f"# Swept: {', '.join(best.params)}. The other keys are the trials' own settings (the "
+        "tuned set, the search's and the command line's algo/env overrides).",
         f"# Apply it by default: cp {path} conf/tuned/{spec.algo_env}.yaml",
     ]
-    body = yaml.safe_dump(nest(dict(best.params)), sort_keys=False)
+    values = {**spec.base_tuned, **best.params}
+    body = yaml.safe_dump(nest(values), sort_keys=False)
     path.write_text("\n".join(header) + "\n" + body)
 
 
@@ -580,7 +647,13 @@ def cmd_tune(argv: list[str]) -> int:
         default=None,
         help="study directory for runs and results (default outputs/tune/<study>)",
     )
-    parser.add_argument("--sampler-seed", type=int, default=0, help="sampler seed (default 0)")
+    parser.add_argument(
+        "--sampler-seed",
+        type=int,
+        default=None,
+        help="sampler seed (default: drawn at random and printed; the same seed repeats a new "
+        "study's draws)",
+    )
     args = parser.parse_intermixed_args(argv)  # options before, between or after overrides
     return tune(args)
 
@@ -636,7 +709,10 @@ def tune(args: Any) -> int:
             f"{', '.join(fixed)}: the search space sweeps {', '.join(sorted(swept))}; fix a "
             "swept key by editing a copy of the search space instead."
         )
-    if any(o.split("=", 1)[0] in ("seed", "hydra.run.dir", "resume") for o in args.overrides):
+    if any(
+        key in ("seed", "resume") or key == "hydra" or key.startswith(("hydra.", "hydra/"))
+        for key in (o.split("=", 1)[0].lstrip("+~") for o in args.overrides)
+    ):
         raise DrlError(
             "seed, resume and hydra.* are set per trial by drl tune: use --seeds N and "
             "--dir DIR instead."
@@ -658,6 +734,10 @@ def tune(args: Any) -> int:
         for o in OverridesParser.create().parse_overrides(overrides)
         if o.key_or_group in ("algo", "env")
     }
+    sampler_seed = args.sampler_seed
+    drawn = sampler_seed is None
+    if drawn:  # a fresh seed per command, as Optuna's default, but printed to be repeatable
+        sampler_seed = int.from_bytes(os.urandom(4), "little") >> 1
     spec = TuneSpec(
         search=space.name,
         overrides=overrides,
@@ -669,11 +749,14 @@ def tune(args: Any) -> int:
         pruner=pruner,
         seeds=seeds,
         startup_trials=int(startup),
-        sampler_seed=int(args.sampler_seed),
+        sampler_seed=sampler_seed,
         total_timesteps=total,
         eval_every=max(every, 1),
         base_seed=int(composed.seed),
         algo_env=f"{choices.get('algo', 'ppo')}_{choices.get('env', 'cartpole')}",
+        base_tuned=trial_hyperparameters(
+            composed, choices.get("algo", "ppo"), choices.get("env", "cartpole")
+        ),
     )
 
     # Everything checked: now the study directory and the storage come into being.
@@ -687,11 +770,12 @@ def tune(args: Any) -> int:
         direction="maximize",
         load_if_exists=True,
     )
-    before = len(study.trials)
+    before = spec.earlier_trials = len(study.trials)
     print(
         f"drl tune: study '{study_name}' ({before} earlier trials) in {storage}: {n_trials} "
-        f"trials of {space.name} ({len(space.params)} keys), sampler {sampler}, pruner {pruner}, "
-        f"{seeds} seed(s) per trial, {jobs} parallel job(s) -> {study_dir}",
+        f"trials of {space.name} ({len(space.params)} keys), sampler {sampler} (seed "
+        f"{sampler_seed}{', drawn: --sampler-seed repeats it' if drawn else ''}), pruner "
+        f"{pruner}, {seeds} seed(s) per trial, {jobs} parallel job(s) -> {study_dir}",
         flush=True,
     )
     t0 = time.perf_counter()

@@ -77,12 +77,14 @@ def test_study_records_complete_pruned_and_failed_trials_and_writes_the_best(drl
     best = study.best_trial
     tuned = (tmp_path / "s" / "best_tuned.yaml").read_text()
     assert tuned.startswith("# @package _global_\n")
-    assert yaml.safe_load(tuned) == {
-        "algo": {
-            "learning_rate": best.params["algo.learning_rate"],
-            "update_epochs": best.params["algo.update_epochs"],
-        }
-    }
+    # The swept values over everything else the trials ran with: the PPO CartPole tuned set
+    # and the command line's env setting, not the swept keys alone.
+    written = yaml.safe_load(tuned)
+    assert written["algo"]["learning_rate"] == best.params["algo.learning_rate"]
+    assert written["algo"]["update_epochs"] == best.params["algo.update_epochs"]
+    assert written["algo"]["num_steps"] == 32 and written["algo"]["gamma"] == 0.98
+    assert written["env"] == {"max_episode_steps": 200}
+    assert set(written) == {"algo", "env"}  # no budget, eval or checkpoint settings
     assert f"optuna-dashboard {tmp_path / 's' / 'journal.log'}" in out.stdout
     assert f"best trial {best.number}: value {best.value:.2f}" in out.stdout
 
@@ -121,6 +123,103 @@ def test_parallel_workers_share_an_rdb_study_that_a_second_command_resumes(
     assert f"optuna-dashboard sqlite:///{db}" in printed
 
 
+def test_a_second_command_and_parallel_workers_draw_new_points(tmp_path, monkeypatch, capsys):
+    """The same --sampler-seed seeds only a new study's first worker; a command run again on
+    the study (or another worker) gets a derived seed, so it does not repeat earlier draws."""
+    from drlcli.tune import TuneSpec, cmd_tune, worker_sampler_seed
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["ppo_cartpole", *TINY, "total_timesteps=256", "eval.every=0", "--trials", "2"]
+    argv += ["--sampler", "random", "--pruner", "none", "--sampler-seed", "7", "--dir", "s"]
+    assert cmd_tune(argv) == 0 and cmd_tune(argv) == 0
+    assert "sampler random (seed 7)" in capsys.readouterr().out
+    trials = journal_study(tmp_path / "s" / "journal.log", "ppo_cartpole").trials
+    draws = [t.params["algo.learning_rate"] for t in trials]
+    assert len(draws) == 4 and len(set(draws)) == 4, draws
+
+    spec = TuneSpec(
+        *[None] * 10,
+        sampler_seed=7,
+        total_timesteps=0,
+        eval_every=1,
+        base_seed=1,
+        algo_env="ppo_cartpole",
+    )  # the study fields: unused here
+    assert worker_sampler_seed(spec, 0) == 7
+    seeds = {worker_sampler_seed(spec, 1)}
+    spec.earlier_trials = 2
+    seeds |= {worker_sampler_seed(spec, 0), worker_sampler_seed(spec, 1)}
+    assert len(seeds) == 3 and 7 not in seeds
+
+
+def test_an_unseeded_study_prints_its_drawn_seed(tmp_path, monkeypatch, capsys):
+    from drlcli.tune import cmd_tune
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["ppo_cartpole", *TINY, "total_timesteps=128", "eval.every=0", "--trials", "1"]
+    assert cmd_tune([*argv, "--pruner", "none", "--dir", "s"]) == 0
+    assert ", drawn: --sampler-seed repeats it)" in capsys.readouterr().out
+
+
+def test_a_range_starting_at_a_refused_value_is_still_a_valid_space(tmp_path, monkeypatch):
+    """The pre-check composes each key at the middle of its range, not at its low edge: a
+    clip range from 0.0 is a valid space (a trial drawing exactly 0 would fail, and be
+    recorded as failed)."""
+    from drlcli.tune import Param, cmd_tune
+
+    assert Param("a", "float", 0.0, 0.3).example() == pytest.approx(0.15)
+    assert Param("a", "float", 1e-5, 1e-3, log=True).example() == pytest.approx(1e-4)
+    assert Param("a", "int", 1, 10, step=3).example() == 7
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "clip.yaml"
+    params = {"algo.clip_coef": {"type": "float", "low": 0.0, "high": 0.3}}
+    space.write_text(yaml.safe_dump({"overrides": ["algo=ppo"], "params": params}))
+    argv = [str(space), *TINY, "total_timesteps=128", "eval.every=0", "--trials", "1"]
+    assert cmd_tune([*argv, "--pruner", "none", "--dir", "s"]) == 0
+
+
+def test_an_interrupted_trial_says_what_to_do_not_a_resume_it_cannot_take(drl, tmp_path):
+    """Ctrl-C in a trial printed `drl train resume=<trial dir>`, which is refused (a trial has
+    no Hydra config); it now says the trial is recorded as failed and how to go on."""
+    import signal
+    import time
+
+    from drlcli.tune import TRIAL_INTERRUPTED
+
+    proc = subprocess.Popen(
+        [
+            drl,
+            "tune",
+            "ppo_cartpole",
+            *TINY,
+            "total_timesteps=10000000",
+            "eval.every=5000000",
+            "--trials",
+            "1",
+            "--pruner",
+            "none",
+            "--dir",
+            str(tmp_path / "s"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(
+        "drl: training" in p.read_text() for p in (tmp_path / "s").glob("trial_*/train.log")
+    ):
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert TRIAL_INTERRUPTED in err and "drl train resume=" not in err, err
+    (trial,) = journal_study(tmp_path / "s" / "journal.log", "ppo_cartpole").trials
+    assert trial.state == TrialState.FAIL
+
+
 def test_pruning_hook_stops_the_run_without_a_final_evaluation(tmp_path):
     from drlcli.cli import _compose
     from drlcli.config import to_train_config
@@ -153,6 +252,8 @@ def test_pruning_hook_stops_the_run_without_a_final_evaluation(tmp_path):
         (["ppo_cartpole", "algo.learning_rate=0.1"], "the search space sweeps"),
         (["ppo_cartpole", "algo.clip_cof=0.1"], "Unknown config key 'algo.clip_cof'"),
         (["ppo_cartpole", "eval.every=0"], "--pruner halving needs periodic evaluations"),
+        (["ppo_cartpole", "hydra.sweep.dir=x"], "hydra.* are set per trial by drl tune"),
+        (["ppo_cartpole", "seed=3"], "use --seeds N"),
     ],
 )
 def test_bad_input_fails_before_any_study_exists(argv, message, tmp_path, monkeypatch):

@@ -944,7 +944,7 @@ def cmd_compare(argv: list[str]) -> int:
     console = make_console()
     console.print(Markdown(markdown_table(rows, args.metric)))
     if skipped:
-        print(f"drl: note: {skipped_note(skipped)}", file=sys.stderr)
+        print(f"drl: note: {skipped_note(skipped, args.unfinished)}", file=sys.stderr)
     for warning in small_group_warnings(rows, MIN_SEEDS):
         print(f"drl: warning: {warning}", file=sys.stderr)
     console.print(f"wrote {files['png']}, {files['md']}, {files['csv']}")
@@ -1008,6 +1008,13 @@ def main(argv: list[str] | None = None) -> int:
     except DrlError as exc:
         print(f"drl: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a third Ctrl-C in training (runner._Interrupt), or outside it
+        print(
+            "drl: stopped at once by Ctrl-C; no new checkpoint was written (the latest, if any, "
+            "is kept).",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -149,11 +149,15 @@ def validate(cfg: TrainConfig) -> None:
 
 class _Interrupt:
     """First SIGINT/SIGTERM asks the loop to stop after the current iteration (checkpoint and
-    flush); loops that do not end by themselves within ``grace_s`` (or on a second SIGTERM) are
-    cut through :mod:`drlcli.interrupts`; a second SIGINT exits at once."""
+    flush); loops that do not end by themselves within ``grace_s`` (or on a second signal) are
+    cut through :mod:`drlcli.interrupts`, then the checkpoint is written; a third SIGINT exits
+    at once, without one (for code that never reaches a check: an env hanging in this
+    process). A second Ctrl-C used to exit at once: with an env worker hanging it left no
+    checkpoint and a traceback, where a second SIGTERM wrote the checkpoint."""
 
     def __init__(self, grace_s: float = 10.0) -> None:
         self.signal: str | None = None
+        self._count = 0  # signals received
         self._old: dict[int, Any] = {}
         self._grace_s = grace_s
 
@@ -165,9 +169,11 @@ class _Interrupt:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
+        self._count += 1
+        if self._count >= 3 and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # drlcli.cli.main says what it means, without a traceback
+        if self.signal is None:
+            self.signal = signal.Signals(signum).name
         interrupts.request()
 
     def __exit__(self, *exc: Any) -> None:
@@ -548,7 +554,7 @@ def _train_loop(
                 if interrupt.signal is not None:
                     run.status = "interrupted"
                     break
-        except BaseException as exc:  # a second Ctrl-C is no failure
+        except BaseException as exc:  # a third Ctrl-C is no failure
             run.logger.close(status="failed" if isinstance(exc, Exception) else None)
             raise
         run.wind_down()

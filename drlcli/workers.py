@@ -15,8 +15,12 @@ forever. Both surface as a DrlError naming the env.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing as mp
+import os
 import signal
+import sys
+import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -29,6 +33,8 @@ from drlcli import interrupts
 from drlcli.errors import DrlError
 
 _POLL_S = 0.5
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_CLOSE_WAIT_S = 5.0  # how long close() waits for all workers together before killing them
 
 
 def ignore_interrupts() -> None:
@@ -42,6 +48,24 @@ def ignore_interrupts() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this child process when its parent dies (prctl
+    PR_SET_PDEATHSIG). A worker whose parent is gone notices its closed pipe only between env
+    calls: one stuck in an env that hangs stayed alive, orphaned, after the training process was
+    SIGKILLed (the OOM killer, ``timeout -k``), and it ignores SIGTERM. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    parent = mp.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before the prctl
+        os._exit(1)
 
 
 def _worker(
@@ -140,6 +164,7 @@ class WorkerVecEnv:
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
         self._closed = False
+        self._cut = False  # a wait on a worker was cut by a stop request
         for first, count in self.slices:
             parent, child = ctx.Pipe()
             proc = ctx.Process(
@@ -177,7 +202,11 @@ class WorkerVecEnv:
         while not conn.poll(_POLL_S):
             if not proc.is_alive():
                 raise self._died(w)
-            interrupts.check()  # an env that hangs must not outlast a SIGTERM
+            try:
+                interrupts.check()  # an env that hangs must not outlast a SIGTERM
+            except interrupts.Interrupted:
+                self._cut = True  # the worker is stuck mid-call: close() kills, not waits
+                raise
         try:
             status, payload = conn.recv()
         except (EOFError, ConnectionResetError) as exc:
@@ -237,11 +266,16 @@ class WorkerVecEnv:
                     conn.send(("close", None))
             except (BrokenPipeError, OSError):
                 pass
+        # One deadline for all workers (waiting 5 s for each in turn held a stopped run with
+        # 16 hung workers for 80 s); none when a wait on them was cut by a stop request.
+        deadline = time.monotonic() + (0.0 if self._cut else _CLOSE_WAIT_S)
         for proc in self._procs:
-            proc.join(timeout=5)
+            proc.join(timeout=max(deadline - time.monotonic(), 0.0))
+        for proc in self._procs:
             if proc.is_alive():
                 proc.kill()  # SIGTERM is ignored in workers (ignore_interrupts)
-                proc.join(timeout=1)
+        for proc in self._procs:
+            proc.join(timeout=1)
         for conn in self._conns:
             conn.close()
 

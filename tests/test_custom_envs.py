@@ -293,13 +293,9 @@ def test_sigterm_stops_an_endless_loop_with_a_checkpoint(drl, clean_env, tmp_pat
         assert result["global_step"] == 512  # every training step was done and saved
 
 
-@pytest.mark.parametrize("hardware", ["workers", "async"])
-def test_a_group_sigterm_cuts_an_env_worker_that_hangs(drl, clean_env, tmp_path, hardware):
-    """An env whose step() never returns, in worker processes: a SIGTERM to the whole process
-    group (SLURM's preemption) must still end the run within the grace period, with a
-    checkpoint and status 143. gymnasium's AsyncVectorEnv waits on its workers without end
-    and its close() waits on the pending step: async hung for ever before."""
-    run = tmp_path / "run"
+def start_hanging_run(drl, clean_env, run: Path, hardware: str, grace_s: float):
+    """`drl train` in its own process group on 4 envs that hang at their 200th step (after 3
+    checkpoints, a few seconds in), in env worker processes; returns once it hangs."""
     proc = subprocess.Popen(
         [
             drl,
@@ -309,37 +305,94 @@ def test_a_group_sigterm_cuts_an_env_worker_that_hangs(drl, clean_env, tmp_path,
             "+env.kwargs={at: 200}",
             *PPO,
             f"hardware.vectorization={hardware}",
-            "hardware.num_workers=2",
+            "hardware.num_workers=4",
             "checkpoint.every=256",
             "total_timesteps=100000000",
-            "checkpoint.stop_grace_s=1",
+            f"checkpoint.stop_grace_s={grace_s}",
             f"hydra.run.dir={run}",
         ],
-        cwd=tmp_path,
+        cwd=run.parent,
         env=subprocess_env(clean_env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, as a batch job has
     )
-    # 4 envs hang at their 200th step: after 199 x 4 env steps, a few seconds in.
     deadline = time.time() + 60
     while len(ckpt.list_checkpoints(run / "checkpoints")) < 3 and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(2)  # well into the hang
+    return proc
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid`` (zombies excluded)."""
+    out = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True, text=True).stdout
+    return [
+        int(p)
+        for p, g, st in (line.split() for line in out.splitlines())
+        if int(g) == pgid and not st.startswith("Z")
+    ]
+
+
+@pytest.mark.parametrize(
+    "hardware,signals,code",
+    [
+        # SLURM's preemption: one SIGTERM to the group; cut after the 1 s grace. Closing 4
+        # hung workers took 5 s each in turn before.
+        ("workers", [signal.SIGTERM], 143),
+        ("async", [signal.SIGTERM], 143),
+        # Ctrl-C twice, the grace long: the second cuts at once and still checkpoints (it used
+        # to raise KeyboardInterrupt: a traceback, no checkpoint, no result.json).
+        ("async", [signal.SIGINT, signal.SIGINT], 130),
+        ("workers", [signal.SIGINT, signal.SIGINT], 130),
+    ],
+)
+def test_a_group_signal_cuts_env_workers_that_hang(
+    drl, clean_env, tmp_path, hardware, signals, code
+):
+    """An env whose step() never returns, in worker processes: a signal to the whole process
+    group must still end the run in bounded time, with a checkpoint and the usual exit status.
+    gymnasium's AsyncVectorEnv waited on its workers without end, and its close() on the
+    pending step: async hung for ever before."""
+    run = tmp_path / "run"
+    grace = 1 if len(signals) == 1 else 600
+    proc = start_hanging_run(drl, clean_env, run, hardware, grace)
     sent = time.perf_counter()
-    os.killpg(proc.pid, signal.SIGTERM)
     try:
+        for sig in signals:
+            os.killpg(proc.pid, sig)
+            time.sleep(1)
         out = proc.communicate(timeout=60)[0]
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    assert time.perf_counter() - sent < 15, out
-    assert proc.returncode == 143, out
-    assert "Resume with:" in out
+    assert time.perf_counter() - sent < 12, out
+    assert proc.returncode == code, out
+    assert "Resume with:" in out and "Traceback" not in out
     steps = [s for s, _ in ckpt.list_checkpoints(run / "checkpoints")]
     assert steps and steps[-1] >= 768, out
     assert result_of(run)["status"] == "interrupted"
+    assert not group_members(proc.pid), "env workers outlived the run"
+
+
+@pytest.mark.parametrize("hardware", ["workers", "async"])
+def test_env_workers_die_with_a_killed_training_process(drl, clean_env, tmp_path, hardware):
+    """SIGKILL to the training process alone (the OOM killer, `timeout -k`): workers stuck in
+    an env that hangs never saw their pipe close and stayed, orphaned, ignoring SIGTERM. The
+    kernel now kills them with their parent (PR_SET_PDEATHSIG)."""
+    proc = start_hanging_run(drl, clean_env, tmp_path / "run", hardware, 600)
+    try:
+        assert len(group_members(proc.pid)) > 1  # the workers are up
+        proc.kill()
+        proc.communicate(timeout=30)
+        deadline = time.time() + 10
+        while group_members(proc.pid) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not group_members(proc.pid), "env workers outlived a killed training process"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 # --- 4. NaN from the env ----------------------------------------------------------------------

@@ -86,8 +86,11 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
         candidates = [root / "config.yaml"] if (root / "config.yaml").is_file() else []
         candidates += list(root.rglob("config.yaml"))
         for cfg in candidates:
-            if cfg.parent.name != ".hydra" and any(cfg.parent.glob("events.out.tfevents.*")):
-                found.add(cfg.parent.resolve())
+            run = cfg.parent
+            if run.name != ".hydra" and (
+                any(run.glob("events.out.tfevents.*")) or (run / "result.json").is_file()
+            ):
+                found.add(run.resolve())
     return sorted(found)
 
 
@@ -127,6 +130,9 @@ def load_runs(
         if not unfinished and status not in FINISHED:
             skipped.append((run_dir, status or "no result.json (running or killed)"))
             continue
+        if not any(run_dir.glob("events.out.tfevents.*")):
+            skipped.append((run_dir, "no TensorBoard events (log.tensorboard=false)"))
+            continue
         steps, values = read_scalar(run_dir, metric)
         if steps.size == 0:
             skipped.append((run_dir, f"no '{metric}' points"))
@@ -136,8 +142,9 @@ def load_runs(
     return runs, skipped
 
 
-def skipped_note(skipped: list[tuple[Path, str]], shown: int = 3) -> str:
-    """One line naming the runs ``load_runs`` left out, counted by reason."""
+def skipped_note(skipped: list[tuple[Path, str]], unfinished: bool = False, shown: int = 3) -> str:
+    """One line naming the runs ``load_runs`` left out, counted by reason (``unfinished``: the
+    option was given, so it is not suggested)."""
     reasons: dict[str, list[Path]] = {}
     for path, why in skipped:
         reasons.setdefault(why, []).append(path)
@@ -145,10 +152,13 @@ def skipped_note(skipped: list[tuple[Path, str]], shown: int = 3) -> str:
     for why, found in reasons.items():
         names = ", ".join(str(p) for p in found[:shown]) + (" ..." if len(found) > shown else "")
         parts.append(f"{len(found)} {why} ({names})")
-    return (
-        f"left out {len(skipped)} run(s) without a final result: {'; '.join(parts)}. "
-        "--unfinished includes them (their last point counts as final)."
+    statuses = any(not why.startswith("no ") or why.startswith("no result") for _, why in skipped)
+    hint = (
+        " --unfinished includes unfinished ones (their last point counts as final)."
+        if statuses and not unfinished
+        else ""
     )
+    return f"left out {len(skipped)} run(s): {'; '.join(parts)}.{hint}"
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
@@ -178,7 +188,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
             d = dict(g.key)
             names = [str(d.get(k)) for k in primary]
             names += [f"{k}={d.get(k)}" for k in within]
-            g.label = ", ".join(names) or f"{d.get('algo.name')} {d.get('env.id')}"
+            g.label = ", ".join(names) or f"{d.get('algo.name')}, {d.get('env.id')}"
     return sorted(out, key=lambda g: g.label)
 
 
@@ -360,7 +370,7 @@ def compare(
     and the runs left out (see :func:`load_runs`). Raises DrlError when no run counts."""
     runs, skipped = load_runs(paths, metric, unfinished)
     if not runs:
-        hint = f" ({skipped_note(skipped)})" if skipped else ""
+        hint = f" ({skipped_note(skipped, unfinished)})" if skipped else ""
         raise DrlError(
             f"No finished runs with TensorBoard '{metric}' data under "
             f"{', '.join(map(str, paths))}{hint}. Pass run or multirun directories (e.g. "

@@ -349,7 +349,10 @@ def make_single_env(cfg: EnvConfig) -> gym.Env:
                 f" Valid wrappers: {', '.join(choices)}."
             )
         try:
-            env = wrapper_cls(env, **dict(spec.kwargs))
+            kwargs = dict(spec.kwargs)
+            if wrapper_cls.__module__.startswith("gymnasium."):
+                kwargs = {k: _as_tuples(v) for k, v in kwargs.items()}
+            env = wrapper_cls(env, **kwargs)
         except gym.error.DependencyNotInstalled as exc:
             what = f"The wrapper {spec.name} for '{cfg.id}'"
             raise _missing_dependency(what, cfg.id, exc) from exc
@@ -455,6 +458,15 @@ def _make_guarded_env(cfg: EnvConfig, name: str) -> gym.Env:
 
 
 _ASYNC_POLL_S = 0.1  # how often a wait on async env workers checks for a stop request
+
+
+def _as_tuples(value: Any) -> Any:
+    """A gymnasium wrapper's keyword argument with its lists as tuples: YAML and Hydra have
+    only lists, and gymnasium's wrappers want tuples for shapes (``ResizeObservation(env,
+    shape=(84, 84))`` refuses a list). Your own wrappers get the values as written."""
+    if isinstance(value, list | tuple):
+        return tuple(_as_tuples(v) for v in value)
+    return value
 
 
 class VecEnv:

@@ -189,9 +189,11 @@ def _parse_param(name: str, spec: Any, where: str) -> Param:
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
             raise DrlError(f"In the {where}, {name} (categorical) needs a non-empty choices list.")
-        if not all(isinstance(c, bool | int | float | str) for c in choices):
+        if not all(c is None or isinstance(c, bool | int | float | str) for c in choices):
             raise DrlError(
-                f"In the {where}, {name}'s choices must be numbers, strings or booleans."
+                f"In the {where}, {name}'s choices must be numbers, strings, booleans or null "
+                "(what Optuna's categorical takes); write a list value as a string, e.g. "
+                "choices: ['[64, 64]', '[256, 256]'] for algo.hidden_sizes."
             )
         return Param(name, kind, choices=choices)
     low, high = spec.get("low"), spec.get("high")
@@ -202,8 +204,13 @@ def _parse_param(name: str, spec: Any, where: str) -> Param:
             f"{' (integers)' if kind == 'int' else ''}, got low={low!r}, high={high!r}."
         )
     assert low is not None and high is not None
-    if not low < high:
-        raise DrlError(f"In the {where}, {name} has low={low} >= high={high}: an empty range.")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise DrlError(
+            f"In the {where}, {name} ({kind}) needs finite low and high, got low={low!r}, "
+            f"high={high!r}."
+        )
+    if low > high:
+        raise DrlError(f"In the {where}, {name} has low={low} > high={high}: an empty range.")
     log = bool(spec.get("log", False))
     step = spec.get("step")
     if log and low <= 0:
@@ -213,6 +220,45 @@ def _parse_param(name: str, spec: Any, where: str) -> Param:
     if step is not None and (not isinstance(step, numeric) or step <= 0):
         raise DrlError(f"In the {where}, {name}'s step must be a positive number, got {step!r}.")
     return Param(name, kind, float(low), float(high), log, step)
+
+
+def check_space(overrides: list[str], params: list[Param], tries: int = 6) -> Any:
+    """The composed, pre-checked config of one point of the search space (what ``drl train``
+    checks before a run), or DrlError when no point tried can run. The first point is every
+    key's :meth:`Param.example`; when that one is refused, up to ``tries`` more points take
+    each categorical's other choices and the ranges' edges in turn, since a space is valid
+    when some of its points are (a categorical whose first choice is refused with the others'
+    settings once refused the whole study). The trials drawing the refused points fail and
+    are recorded as failed."""
+    from drlcli.cli import check_overrides, preflight
+
+    def alternatives(p: Param) -> list[Any]:
+        if p.kind == "categorical":
+            return list(p.choices)
+        assert p.low is not None and p.high is not None
+        edges = [p.low, p.high]
+        return [p.example(), *(round(v) if p.kind == "int" else v for v in edges)]
+
+    check_overrides(overrides, multirun=False)  # the space's own overrides: their plain error
+    options = [alternatives(p) for p in params]
+    first_error: DrlError | None = None
+    for k in range(tries + 1):
+        point = {p.name: opts[k % len(opts)] for p, opts in zip(params, options, strict=True)}
+        probe = [*overrides, *(f"{name}={format_value(v)}" for name, v in point.items())]
+        try:
+            composed = check_overrides(probe, multirun=False)
+            preflight(composed)
+            return composed
+        except DrlError as exc:
+            if first_error is None:
+                first_error = exc
+                shown = " ".join(f"{n}={format_value(v)}" for n, v in point.items())
+            if all(len(o) == 1 for o in options):
+                break
+    assert first_error is not None
+    raise DrlError(
+        f"No point of the search space tried can run. With {shown}: {first_error}"
+    ) from first_error
 
 
 # --- storage --------------------------------------------------------------------------------
@@ -353,6 +399,8 @@ def format_value(value: Any) -> str:
     """A parameter value as a Hydra override and in run names: floats in full (repr)."""
     if isinstance(value, bool):
         return str(value).lower()
+    if value is None:
+        return "null"
     return repr(value) if isinstance(value, float) else str(value)
 
 
@@ -673,17 +721,18 @@ def tune(args: Any) -> int:
             "drl tune needs Optuna, which is not installed: pip install 'drlcli[tune]' (from a "
             "checkout: make install EXTRAS=tune)."
         )
-    from drlcli.cli import check_overrides, preflight
 
     space = load_search(args.search)
     st = space.study
-    n_trials = _positive("--trials", args.trials or int(st.get("n_trials", 20)))
+    n_trials = _positive(
+        "--trials", args.trials if args.trials is not None else int(st.get("n_trials", 20))
+    )
     sampler = args.sampler or str(st.get("sampler", "tpe"))
     pruner = args.pruner or str(st.get("pruner", "median"))
     startup = (
         args.startup_trials if args.startup_trials is not None else st.get("startup_trials", 5)
     )
-    seeds = _positive("--seeds", args.seeds or int(st.get("seeds", 1)))
+    seeds = _positive("--seeds", args.seeds if args.seeds is not None else int(st.get("seeds", 1)))
     jobs = _positive("--jobs", args.jobs)
     if int(startup) < 0:
         raise DrlError(f"--startup-trials must be >= 0, got {startup}.")
@@ -718,9 +767,7 @@ def tune(args: Any) -> int:
             "--dir DIR instead."
         )
     overrides = [*space.overrides, *args.overrides]
-    probe = [*overrides, *(f"{p.name}={format_value(p.example())}" for p in space.params)]
-    composed = check_overrides(probe, multirun=False)
-    preflight(composed)
+    composed = check_space(overrides, space.params)
     every, total = int(composed.eval.every), int(composed.total_timesteps)
     if pruner != "none" and not 0 < every < total:
         raise DrlError(
@@ -771,10 +818,15 @@ def tune(args: Any) -> int:
         load_if_exists=True,
     )
     before = spec.earlier_trials = len(study.trials)
+    if before:  # worker_sampler_seed: the seeds derive from it and the earlier trials
+        seed_note = f"{', drawn' if drawn else ''}; this command's draws derive from it and the "
+        seed_note += f"{before} earlier trials"
+    else:
+        seed_note = ", drawn: --sampler-seed repeats it" if drawn else ""
     print(
         f"drl tune: study '{study_name}' ({before} earlier trials) in {storage}: {n_trials} "
         f"trials of {space.name} ({len(space.params)} keys), sampler {sampler} (seed "
-        f"{sampler_seed}{', drawn: --sampler-seed repeats it' if drawn else ''}), pruner "
+        f"{sampler_seed}{seed_note}), pruner "
         f"{pruner}, {seeds} seed(s) per trial, {jobs} parallel job(s) -> {study_dir}",
         flush=True,
     )

@@ -76,6 +76,18 @@ def test_normalization_state_round_trip():
     other.close()
 
 
+def test_gymnasium_wrappers_get_tuples_where_yaml_has_lists():
+    """`env.wrappers=[{name: ResizeObservation, kwargs: {shape: [84, 84]}}]` failed: the
+    wrapper requires a tuple, which YAML and Hydra cannot write (found by a break pass; the
+    too-small-image error suggests this very wrapper)."""
+    import tests.envs_spaces  # noqa: F401  registers DrlTinyImageObs-v0
+
+    wrap = WrapperSpec("ResizeObservation", {"shape": [48, 40]})
+    env = VecEnv(EnvConfig(id="DrlTinyImageObs-v0", wrappers=[wrap]), num_envs=1, seed=0)
+    assert env.single_observation_space.shape == (48, 40, 3)
+    env.close()
+
+
 def test_wrappers_from_config_and_unknown_wrapper():
     cfg = EnvConfig(id="CartPole-v1", wrappers=[WrapperSpec("MaskVelocity", {"indices": [1, 3]})])
     env = VecEnv(cfg, num_envs=2, seed=0)

@@ -166,6 +166,12 @@ def test_compare_counts_only_finished_runs_and_names_the_rest(multirun, tmp_path
     (jobs[0] / "result.json").unlink()
     with pytest.raises(DrlError, match=r"No finished runs .*left out 4 run\(s\)"):
         compare([copy], "eval/mean_return", tmp_path / "out")
+    # A finished run without TensorBoard events is named too, not dropped in silence.
+    (jobs[2] / "result.json").write_text(json.dumps(dict(failed, status="finished")))
+    for events in jobs[2].glob("events.out.tfevents.*"):
+        events.unlink()
+    with pytest.raises(DrlError, match=r"1 no TensorBoard events \(log.tensorboard=false\)"):
+        compare([copy], "eval/mean_return", tmp_path / "out")
 
 
 def test_compare_labels_groups_by_algo_then_what_differs_within_it():
@@ -192,7 +198,7 @@ def test_compare_labels_groups_by_algo_then_what_differs_within_it():
         "algo.learning_rate=0.0003",
         "algo.learning_rate=0.001",
     ]
-    assert [g.label for g in group_runs(same_algo[:1])] == ["ppo Pendulum-v1"]
+    assert [g.label for g in group_runs(same_algo[:1])] == ["ppo, Pendulum-v1"]
 
 
 def test_compare_plot_has_target_markers_zero_origin_and_labels(multirun):

@@ -220,6 +220,29 @@ def test_an_interrupted_trial_says_what_to_do_not_a_resume_it_cannot_take(drl, t
     assert trial.state == TrialState.FAIL
 
 
+def test_a_space_is_checked_at_points_that_can_run(tmp_path, monkeypatch):
+    """A categorical whose first choice is refused with the space's other settings refused the
+    whole study (found by a break pass); any point that runs makes the space valid, and a space
+    none of whose points runs is refused naming the point and the reason."""
+    from drlcli.tune import Param, check_space
+
+    monkeypatch.chdir(tmp_path)
+    base = ["algo=ppo", "env.num_envs=4", "algo.minibatch_size=256"]
+    steps = Param("algo.num_steps", "categorical", choices=[16, 64])  # 16 x 4 < 256
+    composed = check_space(base, [steps])
+    assert composed.algo.num_steps == 64
+    with pytest.raises(DrlError) as err:
+        check_space(base, [Param("algo.num_steps", "categorical", choices=[8, 16])])
+    message = str(err.value)
+    assert message.startswith("No point of the search space tried can run. With ")
+    assert "algo.num_steps=8" in message and "minibatch_size=256 must be between" in message
+    # null and list values (written as strings) are choices too.
+    nets = Param("algo.hidden_sizes", "categorical", choices=["[32, 32]", "[64]"])
+    target = Param("algo.target_kl", "categorical", choices=[None, 0.02])
+    composed = check_space(["algo=ppo"], [nets, target])
+    assert list(composed.algo.hidden_sizes) == [32, 32] and composed.algo.target_kl is None
+
+
 def test_pruning_hook_stops_the_run_without_a_final_evaluation(tmp_path):
     from drlcli.cli import _compose
     from drlcli.config import to_train_config
@@ -249,6 +272,8 @@ def test_pruning_hook_stops_the_run_without_a_final_evaluation(tmp_path):
         (["ppo_cartpole", "--pruner", "mediam"], "Unknown pruner 'mediam'. Did you mean"),
         (["ppo_cartpole", "--storage", "redis://x"], "Unknown storage 'redis://x'. Valid forms"),
         (["ppo_cartpole", "--jobs", "0"], "--jobs must be at least 1"),
+        (["ppo_cartpole", "--trials", "0"], "--trials must be at least 1"),
+        (["ppo_cartpole", "--seeds", "0"], "--seeds must be at least 1"),
         (["ppo_cartpole", "algo.learning_rate=0.1"], "the search space sweeps"),
         (["ppo_cartpole", "algo.clip_cof=0.1"], "Unknown config key 'algo.clip_cof'"),
         (["ppo_cartpole", "eval.every=0"], "--pruner halving needs periodic evaluations"),
@@ -272,6 +297,9 @@ def test_bad_input_fails_before_any_study_exists(argv, message, tmp_path, monkey
         ({}, "sweeps nothing"),
         ({"algo.learning_rate": {"type": "uniform", "low": 0, "high": 1}}, "Valid types: float"),
         ({"algo.learning_rate": {"type": "float", "low": 1, "high": 0.1}}, "an empty range"),
+        ({"algo.learning_rate": {"type": "float", "low": 1e-4, "high": float("inf")}}, "finite"),
+        ({"algo.learning_rate": {"type": "float", "low": float("nan"), "high": 1}}, "finite"),
+        ({"algo.hidden_sizes": {"type": "categorical", "choices": [[64, 64]]}}, "as a string"),
         ({"algo.learning_rate": {"type": "float", "low": 0, "high": 1, "log": True}}, "low > 0"),
         ({"algo.update_epochs": {"type": "int", "low": 1.5, "high": 4}}, "(integers)"),
         ({"algo.clip_coef": {"type": "categorical", "choices": []}}, "non-empty choices"),

@@ -10,7 +10,6 @@ return (mean, interquartile mean, 95% bootstrap CI of the mean).
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +19,10 @@ import numpy as np
 
 from drlcli.errors import DrlError
 from drlcli.logger import flatten
+from drlcli.results import FINISHED, read_result
 
 # Keys that do not change what is learned; runs differing only in these (and the seed) group.
 IGNORED_PREFIXES = ("seed", "resume", "on_error", "log.", "checkpoint.", "hardware.", "eval.")
-
-# result.json statuses of runs that ran to their end (drlcli.runner.FINISHED).
-FINISHED = ("finished", "solved")
 
 # Below this many runs per group a percentile-bootstrap 95% CI is too narrow to trust (Agarwal
 # et al. 2021, "Deep RL at the edge of the statistical precipice", use 5+ runs and stratified
@@ -105,16 +102,6 @@ def read_scalar(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array([e.step for e in events], dtype=float), np.array([e.value for e in events])
 
 
-def run_status(run_dir: Path) -> str | None:
-    """The ``status`` of a run's ``result.json``; None when it has none (still running, or
-    killed before it could write one)."""
-    try:
-        data = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data.get("status") if isinstance(data, dict) else None
-
-
 def load_runs(
     paths: list[Path], metric: str, unfinished: bool = False
 ) -> tuple[list[Run], list[tuple[Path, str]]]:
@@ -126,7 +113,7 @@ def load_runs(
 
     runs, skipped = [], []
     for run_dir in find_run_dirs(paths):
-        status = run_status(run_dir)
+        status = (read_result(run_dir) or {}).get("status")
         if not unfinished and status not in FINISHED:
             skipped.append((run_dir, status or "no result.json (running or killed)"))
             continue

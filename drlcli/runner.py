@@ -30,6 +30,7 @@ from drlcli.envs import VecEnv, eval_env_config
 from drlcli.errors import DrlError
 from drlcli.interrupts import Interrupted
 from drlcli.logger import Logger, flatten
+from drlcli.results import FINISHED, read_result, record_result
 from drlcli.returns import budget_progress
 from drlcli.spaces import has_images
 
@@ -495,27 +496,6 @@ def _payload(
         "rng": ckpt.rng_state(),
         "schedule": schedule,
     }
-
-
-#: result.json statuses of a run that ended on its own (no signal, no error).
-FINISHED = ("finished", "solved")
-
-
-def read_result(run_dir: Path) -> dict[str, Any] | None:
-    """``run_dir/result.json`` as a dict, or None when there is none or it cannot be read."""
-    try:
-        data = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def record_result(run_dir: Path, record: dict[str, Any], previous: dict[str, Any] | None) -> None:
-    """Write ``record`` as ``run_dir/result.json``; ``previous`` (the file's earlier content,
-    a resumed run's earlier segment) is kept under ``segments``, oldest first (issue #16)."""
-    if previous is not None:
-        record["segments"] = [*previous.pop("segments", []), previous]
-    (run_dir / "result.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def write_result(run_dir: Path, result: RunResult, resumed: bool, already_done: bool) -> None:

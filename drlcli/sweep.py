@@ -11,6 +11,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from drlcli.results import read_result, record_result
+
 # Filled by the summary callback; `drl train -m` exits non-zero when a job failed.
 LAST_SUMMARY: list[dict[str, Any]] = []
 
@@ -19,8 +21,6 @@ def write_failure(run_dir: Path, error: str, step: int | None = None) -> None:
     """Record a failed run in ``run_dir/result.json``. A result already there (an earlier
     segment of a resumed run) is kept under ``segments``, as write_result keeps it: a failed
     resume must not erase the figures of the run it continued."""
-    from drlcli.runner import read_result, record_result
-
     run_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "run_dir": str(run_dir),

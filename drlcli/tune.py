@@ -242,19 +242,22 @@ def check_space(overrides: list[str], params: list[Param], tries: int = 6) -> An
     check_overrides(overrides, multirun=False)  # the space's own overrides: their plain error
     options = [alternatives(p) for p in params]
     first_error: DrlError | None = None
+    tried: set[tuple[str, ...]] = set()
     for k in range(tries + 1):
-        point = {p.name: opts[k % len(opts)] for p, opts in zip(params, options, strict=True)}
-        probe = [*overrides, *(f"{name}={format_value(v)}" for name, v in point.items())]
+        point = [
+            f"{p.name}={format_value(opts[k % len(opts)])}"
+            for p, opts in zip(params, options, strict=True)
+        ]
+        if tuple(point) in tried:  # a single choice, or low == high
+            continue
+        tried.add(tuple(point))
         try:
-            composed = check_overrides(probe, multirun=False)
+            composed = check_overrides([*overrides, *point], multirun=False)
             preflight(composed)
             return composed
         except DrlError as exc:
             if first_error is None:
-                first_error = exc
-                shown = " ".join(f"{n}={format_value(v)}" for n, v in point.items())
-            if all(len(o) == 1 for o in options):
-                break
+                first_error, shown = exc, " ".join(point)
     assert first_error is not None
     raise DrlError(
         f"No point of the search space tried can run. With {shown}: {first_error}"

@@ -53,16 +53,23 @@ class Endless(_Strict):
         return obs, float(action == 1), False, False, {}
 
 
-class NanAt(_Strict):
-    """Its ``what`` ("reward" or "observation") becomes NaN at its own step ``at`` (counted
-    over episodes)."""
+class _FaultAt(_Strict):
+    """A fault from its own step ``at`` on (counted over episodes, in ``t``)."""
 
-    def __init__(self, what: str = "reward", at: int = 300):
-        self.what, self.at, self.t = what, at, 0
+    def __init__(self, at: int = 300):
+        self.at, self.t = at, 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> Any:
         super().reset(seed=seed)
         return np.zeros(2, np.float32), {}
+
+
+class NanAt(_FaultAt):
+    """Its ``what`` ("reward" or "observation") becomes NaN at its own step ``at``."""
+
+    def __init__(self, what: str = "reward", at: int = 300):
+        super().__init__(at)
+        self.what = what
 
     def step(self, action: Any) -> Any:
         self._check(action)
@@ -108,16 +115,9 @@ class Fragile(_Strict):
         return np.zeros(2, np.float32), 0.0, False, False, {}
 
 
-class HangsAt(_Strict):
+class HangsAt(_FaultAt):
     """step() never returns from the ``at``-th step of its life on (a simulator that locks
     up); run it in env worker processes, where only killing the worker ends it."""
-
-    def __init__(self, at: int = 300):
-        self.at, self.t = at, 0
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> Any:
-        super().reset(seed=seed)
-        return np.zeros(2, np.float32), {}
 
     def step(self, action: Any) -> Any:
         self._check(action)
